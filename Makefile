@@ -1,0 +1,44 @@
+# citytwin — two commands: `make demo` and `make test`. Everything else is installed by them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# pip's progress bars are noise in CI logs
+PIP := $(BIN)/pip --disable-pip-version-check --no-input -q
+
+.PHONY: install demo test lint typecheck pytest bench clean system-deps
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install --upgrade pip setuptools wheel
+	$(PIP) install -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install citytwin with dev tools (idempotent)
+
+system-deps:  ## Debian packages and services the tests need (none yet for the spine)
+	@bash scripts/system-deps.sh
+
+demo: install  ## generate a day of city data, ingest it into a DuckDB store, print the summary
+	$(BIN)/citytwin demo --out demo-data
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install system-deps
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest  ## lint (ruff), types (mypy --strict), the whole pytest suite
+
+bench: install  ## benchmarks: each prints its figure, a same-run baseline and the ratio
+	$(BIN)/python bench/ingest.py
+
+clean:
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out

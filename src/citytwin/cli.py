@@ -1,0 +1,246 @@
+"""``citytwin`` — the command line. It owns the terminal: progress bars, tables, exit codes.
+
+Exit codes: 0 success (rows may still be quarantined: see the summary), 1 nothing could be read,
+2 bad usage or configuration. Input problems never print a traceback; ``--debug`` shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from citytwin import __version__
+from citytwin.config import Settings
+from citytwin.errors import CitytwinError
+
+app = typer.Typer(
+    name="citytwin",
+    help="citytwin — an urban digital twin: ingest city feeds, keep them in a standard model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+quarantine_app = typer.Typer(help="Inspect records that could not be ingested.",
+                             no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
+console = Console()
+err_console = Console(stderr=True)
+_state: dict[str, Any] = {"debug": False}
+
+StoreOption = Annotated[str | None, typer.Option(
+    "--store", "-s", help="Store URL: duckdb:///path/city.duckdb (default), memory://. "
+    "Env: CITYTWIN_STORE_URL.", show_default=False)]
+
+
+def _settings(store: str | None) -> Settings:
+    return Settings.from_env(store_url=store)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"citytwin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """citytwin — ingest city feeds into a standard (OGC SensorThings) model."""
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def ingest(
+    feed: Annotated[str, typer.Argument(help="Feed: sdot, kma, kma-stations, noise or generic.")],
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.",
+                                                show_default=False)],
+    store: StoreOption = None,
+    registry: Annotated[Path | None, typer.Option(
+        help="S-DoT sensor registry CSV (시리얼,위도,경도) to place sensors.")] = None,
+    stations: Annotated[Path | None, typer.Option(
+        help="KMA station registry CSV (STN_ID,STN_KO,…,LON,LAT,HT) to place stations.")] = None,
+    mapping: Annotated[str | None, typer.Option(
+        help="generic feed: mapping YAML file or preset name (airkorea, topis).")] = None,
+) -> None:
+    """Read feed files, check their quality and store them; print a summary.
+
+    Rows that cannot be parsed are quarantined with file, line and reason (see `citytwin
+    quarantine list`); QC flags are stored with the observations, nothing is dropped.
+    """
+    from citytwin.ingest.runner import ingest_paths
+
+    options = {k: str(v) for k, v in
+               {"registry": registry, "stations": stations, "mapping": mapping}.items() if v}
+    settings = _settings(store)
+    files = [str(p) for p in paths]
+    with _progress() as progress:
+        task = progress.add_task(f"ingest {feed}", total=None)
+
+        def advance(done: int, total: int, name: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"{feed}: {name}")
+
+        report = ingest_paths(feed, files, settings, options=options, on_progress=advance,
+                              debug=_state["debug"])
+    _print_report(report)
+    if report.nothing_read:
+        err_console.print("[red]nothing could be read[/red] from the given input")
+        raise typer.Exit(1)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+        TimeRemainingColumn(), console=err_console, transient=True,
+        disable=not err_console.is_terminal,
+    )
+
+
+def _print_report(report: Any) -> None:
+    table = Table(title="ingest summary", show_lines=False)
+    for column in ("feed", "files", "rows", "read", "stored", "duplicates", "flagged",
+                   "quarantined"):
+        table.add_column(column, justify="left" if column == "feed" else "right")
+    for summary in report.feeds.values():
+        table.add_row(summary.feed, *(f"{getattr(summary, c):,}" for c in (
+            "files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")))
+    console.print(table)
+    console.print("[dim]rows: source rows; read/stored/duplicates/flagged: observations; "
+                  "quarantined: rejected rows (see `citytwin quarantine list`)[/dim]")
+    for summary in report.feeds.values():
+        for note in summary.notes:
+            console.print(f"[yellow]note[/yellow] {note}")
+    for source, reason in report.failed:
+        console.print(f"[red]could not read[/red] {source}: {reason}")
+
+
+@app.command()
+def stats(store: StoreOption = None) -> None:
+    """Observation counts per feed and observed property, time span, quarantine reasons."""
+    from citytwin.store import open_store
+
+    with open_store(_settings(store).store_url) as opened:
+        rows = opened.stats()
+        quarantined = opened.quarantined()
+    table = Table(title="observations")
+    for column in ("feed", "property", "datastreams", "observations", "flagged", "first (UTC)",
+                   "last (UTC)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.feed, row.observed_property, f"{row.datastreams:,}",
+                      f"{row.observations:,}", f"{row.flagged:,}",
+                      f"{row.first:%Y-%m-%d %H:%M}" if row.first else "",
+                      f"{row.last:%Y-%m-%d %H:%M}" if row.last else "")
+    console.print(table)
+    reasons: dict[tuple[str, str], int] = {}
+    for record in quarantined:
+        key = (record.feed, record.reason.split(":")[0][:80])
+        reasons[key] = reasons.get(key, 0) + 1
+    q = Table(title=f"quarantine ({len(quarantined):,} records)")
+    q.add_column("feed")
+    q.add_column("reason")
+    q.add_column("records", justify="right")
+    for (feed, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        q.add_row(feed, reason, f"{count:,}")
+    console.print(q)
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    store: StoreOption = None,
+    feed: Annotated[str | None, typer.Option(help="Only this feed.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many records.")] = 50,
+) -> None:
+    """Show quarantined records: source, line, reason and raw text."""
+    from citytwin.store import open_store
+
+    with open_store(_settings(store).store_url) as opened:
+        records = opened.quarantined(feed=feed, limit=limit)
+    table = Table(title=f"quarantined records (first {limit})")
+    for column in ("feed", "source", "line", "reason", "raw"):
+        table.add_column(column, overflow="fold")
+    for r in records:
+        table.add_row(r.feed, r.source, "" if r.line is None else str(r.line), r.reason, r.raw[:120])
+    console.print(table)
+
+
+@quarantine_app.command("export")
+def quarantine_export(
+    out: Annotated[Path, typer.Argument(help="CSV file to write.")],
+    store: StoreOption = None,
+    feed: Annotated[str | None, typer.Option(help="Only this feed.")] = None,
+) -> None:
+    """Write quarantined records to CSV (UTF-8 with BOM, opens cleanly in Excel)."""
+    from citytwin.store import open_store
+
+    with open_store(_settings(store).store_url) as opened:
+        records = opened.quarantined(feed=feed)
+    with out.open("w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["feed", "source", "line", "reason", "raw", "recorded_at"])
+        for r in records:
+            writer.writerow([r.feed, r.source, r.line, r.reason, r.raw, r.recorded_at.isoformat()])
+    console.print(f"wrote {len(records):,} records to {out}")
+
+
+@app.command()
+def vocabulary() -> None:
+    """List the observed properties: key, names, UCUM unit, valid range."""
+    from citytwin.model.vocabulary import PROPERTIES
+
+    table = Table(title=f"{len(PROPERTIES)} observed properties")
+    for column in ("key", "name", "이름", "UCUM", "valid range"):
+        table.add_column(column)
+    for p in PROPERTIES:
+        table.add_row(p.key, p.name, p.name_ko, p.unit.ucum, f"{p.valid_min:g} … {p.valid_max:g}")
+    console.print(table)
+
+
+@app.command()
+def demo(
+    store: StoreOption = None,
+    out: Annotated[Path, typer.Option(help="Folder for generated demo data.")] = Path("demo-data"),
+    sensors: Annotated[int, typer.Option(min=1, help="Number of S-DoT sensors.")] = 200,
+) -> None:
+    """Build a demo: generate a day of city sensor data, ingest it, print the summary."""
+    from citytwin.emulator.feeds import generate_day
+    from citytwin.ingest.runner import ingest_paths
+
+    settings = _settings(store or f"duckdb:///{out / 'city.duckdb'}")
+    console.print(f"[bold]1/2[/bold] generating one day of data for {sensors} sensors in {out}/")
+    files = generate_day(out, sensors=sensors)
+    console.print(f"[bold]2/2[/bold] ingesting into {settings.store_url}")
+    for feed, paths in (("sdot", [f for f in files if "sdot" in f.name]),
+                        ("kma", [f for f in files if "kma" in f.name])):
+        report = ingest_paths(feed, [str(p) for p in paths], settings, options={},
+                              debug=_state["debug"])
+        _print_report(report)
+    console.print(f"[green]done[/green]: store at {settings.store_url} — try "
+                  f"`citytwin stats --store {settings.store_url}`")
+
+
+def main() -> None:
+    """Console entry point: domain errors become one clear line, not a traceback."""
+    try:
+        app()
+    except CitytwinError as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

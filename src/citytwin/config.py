@@ -1,0 +1,38 @@
+"""One Settings object: where the store is, which city CRS, limits.
+
+Values come from keyword arguments, else ``CITYTWIN_*`` environment variables, else defaults
+(argument > settings > embedded default, as everywhere in citytwin).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_STORE_URL = "duckdb:///citytwin.duckdb"
+
+
+class Settings(BaseModel):
+    """Runtime settings of a citytwin process."""
+
+    model_config = ConfigDict(frozen=True)
+
+    store_url: str = Field(DEFAULT_STORE_URL, description="Store URL, e.g. duckdb:///city.duckdb")
+    city_crs: str = Field("EPSG:5186", description="Metric CRS for storage and computation")
+    max_input_bytes: int = Field(
+        8 * 1024**3, gt=0, description="Largest input file ingest accepts (bytes)"
+    )
+    data_dir: Path = Field(Path("."), description="Where generated and demo data go")
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Build settings from ``CITYTWIN_*`` environment variables, then overrides."""
+        env = {
+            name: os.environ[f"CITYTWIN_{name.upper()}"]
+            for name in cls.model_fields
+            if f"CITYTWIN_{name.upper()}" in os.environ
+        }
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.model_validate(env)

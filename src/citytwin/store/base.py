@@ -1,0 +1,291 @@
+"""The store contract: a small synchronous interface every backend implements.
+
+A store keeps the SensorThings entities (Things, Datastreams …), the observations and the
+quarantine. Observations travel in bulk as an :class:`ObservationFrame` (parallel numpy arrays):
+the contract is columnar because a city sends millions of readings an hour.
+
+Why synchronous: DuckDB and the PostgreSQL COPY path are blocking libraries, ingestion is
+CPU-bound, and a web layer can call a sync store from a thread pool. One contract, no colour.
+
+Rules every backend keeps (checked by ``tests/store/test_contract.py`` against each):
+
+- an observation's identity is (datastream id, phenomenon time start): writing it again is a no-op
+  and is counted as a duplicate;
+- entities are upserted by ``@iot.id`` (ids derive from natural keys, see ``stable_id``);
+- times are int64 microseconds since the Unix epoch, UTC.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar, Literal, Self, TypeVar
+
+import numpy as np
+import pyarrow as pa
+from numpy.typing import NDArray
+
+from citytwin.model.quality import flag_names
+from citytwin.model.sensing import Entity, Observation
+
+E = TypeVar("E", bound=Entity)
+Bucket = Literal["hour", "day"]
+BUCKET_MICROS: dict[str, int] = {"hour": 3_600_000_000, "day": 86_400_000_000}
+
+
+def to_micros(value: datetime) -> int:
+    """Aware datetime → int64 µs since epoch (UTC)."""
+    if value.tzinfo is None:
+        raise ValueError(f"{value!r} is naive; citytwin needs timezone-aware times")
+    return int((value - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000)
+
+
+def from_micros(value: int) -> datetime:
+    """int64 µs since epoch → aware UTC datetime."""
+    return datetime.fromtimestamp(value / 1_000_000, tz=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservationFrame:
+    """Observations as columns. Row *i* is one observation."""
+
+    datastream_id: NDArray[np.int64]
+    phenomenon_time: NDArray[np.int64]
+    result: NDArray[np.float64]
+    quality: NDArray[np.int32]
+
+    ARROW_SCHEMA: ClassVar[pa.Schema] = pa.schema(
+        [
+            ("datastream_id", pa.int64()),
+            ("phenomenon_time", pa.timestamp("us")),
+            ("result", pa.float64()),
+            ("quality", pa.int32()),
+        ]
+    )
+
+    def __len__(self) -> int:
+        return int(self.datastream_id.shape[0])
+
+    @classmethod
+    def empty(cls) -> ObservationFrame:
+        return cls.from_arrays([], [], [], [])
+
+    @classmethod
+    def from_arrays(
+        cls,
+        datastream_id: Sequence[int] | NDArray[np.int64],
+        phenomenon_time: Sequence[int] | NDArray[np.int64],
+        result: Sequence[float] | NDArray[np.float64],
+        quality: Sequence[int] | NDArray[np.int32] | None = None,
+    ) -> ObservationFrame:
+        """Build a frame, coercing dtypes and checking the columns line up."""
+        ds = np.asarray(datastream_id, dtype=np.int64)
+        q = np.zeros(ds.shape[0], np.int32) if quality is None else quality
+        frame = cls(
+            ds,
+            np.asarray(phenomenon_time, dtype=np.int64),
+            np.asarray(result, dtype=np.float64),
+            np.asarray(q, dtype=np.int32),
+        )
+        lengths = {len(frame.phenomenon_time), len(frame.result), len(frame.quality), len(ds)}
+        if len(lengths) != 1:
+            raise ValueError(f"observation columns differ in length: {sorted(lengths)}")
+        return frame
+
+    @classmethod
+    def concat(cls, frames: Sequence[ObservationFrame]) -> ObservationFrame:
+        if not frames:
+            return cls.empty()
+        return cls(
+            *(np.concatenate([getattr(f, name) for f in frames]) for name in cls.__slots__)
+        )
+
+    def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> ObservationFrame:
+        """Rows selected by an integer index or a boolean mask."""
+        return type(self)(*(getattr(self, name)[index] for name in self.__slots__))
+
+    def sorted(self) -> ObservationFrame:
+        """Rows ordered by (datastream, time): the storage order."""
+        return self.take(np.lexsort((self.phenomenon_time, self.datastream_id)))
+
+    def to_arrow(self) -> pa.Table:
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.datastream_id),
+                pa.array(self.phenomenon_time).cast(pa.timestamp("us")),
+                pa.array(self.result),
+                pa.array(self.quality),
+            ],
+            schema=self.ARROW_SCHEMA,
+        )
+
+    @classmethod
+    def from_arrow(cls, table: pa.Table) -> ObservationFrame:
+        def col(name: str, dtype: type) -> NDArray[np.generic]:
+            column = table.column(name)
+            if pa.types.is_timestamp(column.type):
+                column = column.cast(pa.timestamp("us")).cast(pa.int64())
+            return np.asarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+
+        return cls.from_arrays(
+            col("datastream_id", np.int64),  # type: ignore[arg-type]
+            col("phenomenon_time", np.int64),  # type: ignore[arg-type]
+            col("result", np.float64),  # type: ignore[arg-type]
+            col("quality", np.int32),  # type: ignore[arg-type]
+        )
+
+    def to_observations(self) -> list[Observation]:
+        """Row objects; for small results (an API page), not for bulk work."""
+        return [
+            Observation(
+                phenomenon_time=from_micros(int(t)),
+                result=float(r),
+                result_quality=flag_names(int(q)) or None,
+                datastream_id=int(d),
+            )
+            for d, t, r, q in zip(
+                self.datastream_id, self.phenomenon_time, self.result, self.quality, strict=True
+            )
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    """What a bulk write did: new rows stored, rows already present (no-ops)."""
+
+    inserted: int
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """A record that could not become an observation, with where it came from and why."""
+
+    feed: str
+    source: str
+    line: int | None
+    raw: str
+    reason: str
+    recorded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStats:
+    """One row of ``citytwin stats``: observations per feed and observed property."""
+
+    feed: str
+    observed_property: str
+    datastreams: int
+    observations: int
+    flagged: int
+    first: datetime | None
+    last: datetime | None
+
+
+AGGREGATE_SCHEMA = pa.schema(
+    [
+        ("group", pa.string()),
+        ("observed_property", pa.string()),
+        ("bucket", pa.timestamp("us")),
+        ("mean", pa.float64()),
+        ("min", pa.float64()),
+        ("max", pa.float64()),
+        ("count", pa.int64()),
+    ]
+)
+
+
+class Store(ABC):
+    """The contract. Implementations: ``memory://`` (fake), ``duckdb://`` (embedded default).
+
+    Grouping keys for :meth:`aggregate`: ``"datastream"``, ``"observed_property"``, or
+    ``"thing.<name>"`` for any key of the Thing's ``properties`` (e.g. ``thing.district``).
+    """
+
+    scheme: ClassVar[str]
+    persistent: ClassVar[bool] = False  # survives close()/reopen
+    spatial: ClassVar[bool] = False  # can answer geometry predicates natively
+
+    @classmethod
+    @abstractmethod
+    def from_url(cls, url: str) -> Self:
+        """Open the store a URL names (the registry calls this)."""
+
+    # -- entities -------------------------------------------------------------------------
+    @abstractmethod
+    def register(self, entities: Sequence[Entity]) -> None:
+        """Insert or replace entities by id (idempotent)."""
+
+    @abstractmethod
+    def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
+        """Entities of one kind, all or those with the given ids."""
+
+    # -- observations ---------------------------------------------------------------------
+    @abstractmethod
+    def write_observations(self, frame: ObservationFrame) -> WriteResult:
+        """Store new observations; rows whose identity exists already are skipped."""
+
+    @abstractmethod
+    def observations(
+        self,
+        *,
+        datastream_ids: Sequence[int] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> ObservationFrame:
+        """Observations in [start, end), ordered by (datastream, time)."""
+
+    @abstractmethod
+    def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:
+        """The most recent observation of each datastream."""
+
+    @abstractmethod
+    def aggregate(
+        self,
+        *,
+        bucket: Bucket = "hour",
+        by: str = "datastream",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        observed_property: str | None = None,
+        exclude_flags: int = 0,
+    ) -> pa.Table:
+        """Mean/min/max/count per (group, observed property, time bucket), AGGREGATE_SCHEMA."""
+
+    # -- quarantine and housekeeping -------------------------------------------------------
+    @abstractmethod
+    def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
+        """Keep records that could not be parsed, with their reason."""
+
+    @abstractmethod
+    def quarantined(self, *, feed: str | None = None, limit: int | None = None) -> list[
+        QuarantineRecord
+    ]:
+        """Quarantined records, oldest first."""
+
+    @abstractmethod
+    def stats(self) -> list[FeedStats]:
+        """Counts per feed and observed property."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release files and connections. Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_group_key(by: str) -> str | None:
+    """Validate an aggregate grouping key; return the Thing property name if any."""
+    if by in ("datastream", "observed_property"):
+        return None
+    if by.startswith("thing.") and by[6:].replace("_", "").isalnum():
+        return by[6:]
+    raise ValueError(
+        f"cannot group by {by!r}; expected 'datastream', 'observed_property' or 'thing.<name>'"
+    )

@@ -1,0 +1,364 @@
+"""Embedded default store on DuckDB (one file, no server), with the spatial extension.
+
+Layout: one table per STA entity kind holding the entity as a JSON document plus the columns
+queries need (links, keys); ``observations`` is narrow and append-mostly — (datastream_id,
+phenomenon_time, result, quality) — kept in (datastream, time) order within each write so zone
+maps prune time-range scans. Times are ``TIMESTAMP`` holding UTC (TIMESTAMPTZ costs ~40 % more on
+bulk insert and the contract is UTC anyway).
+
+Identity without an index: a PRIMARY KEY (ART index) on observations makes bulk inserts ~10× slower,
+so duplicates are removed with an anti-join restricted to the batch's datastreams and time span,
+which DuckDB answers from zone maps when the span is new (the common case).
+
+The spatial extension is loaded from the ``duckdb-extension-spatial`` wheel by path: ``INSTALL
+spatial`` would try to download it, which fails offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import urlparse
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from citytwin.errors import ConfigurationError, IdentityConflictError, StoreError
+from citytwin.model.sensing import (
+    Datastream,
+    Entity,
+    FeatureOfInterest,
+    HistoricalLocation,
+    Location,
+    ObservedProperty,
+    Sensor,
+    Thing,
+)
+from citytwin.store.base import (
+    AGGREGATE_SCHEMA,
+    BUCKET_MICROS,
+    Bucket,
+    E,
+    FeedStats,
+    ObservationFrame,
+    QuarantineRecord,
+    Store,
+    WriteResult,
+    check_group_key,
+    from_micros,
+    to_micros,
+)
+
+logger = logging.getLogger(__name__)
+SCHEMA_VERSION = 1
+
+
+def spatial_extension_path() -> Path:
+    """Path of the spatial extension shipped in the ``duckdb-extension-spatial`` wheel."""
+    import duckdb_extension_spatial
+
+    root = Path(duckdb_extension_spatial.__file__).parent / "extensions"
+    found = sorted(root.glob(f"v{duckdb.__version__}/spatial.duckdb_extension"))
+    if not found:
+        raise ConfigurationError(
+            f"no spatial extension for DuckDB {duckdb.__version__} under {root}; "
+            "install duckdb-extension-spatial with the same version as duckdb"
+        )
+    return found[0]
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    columns: dict[str, tuple[str, Callable[[Any], Any]]]  # extra column -> (SQL type, getter)
+
+
+def _prop(name: str) -> Callable[[Any], Any]:
+    return lambda e: e.properties.get(name)
+
+
+_TABLES: dict[type[Entity], _Table] = {
+    Thing: _Table("things", {"feed": ("VARCHAR", _prop("feed")),
+                             "properties": ("JSON", lambda e: json.dumps(e.properties))}),
+    Location: _Table("locations", {"thing_id": ("BIGINT", lambda e: e.thing_id),
+                                   "geojson": ("JSON", lambda e: e.location.model_dump_json())}),
+    HistoricalLocation: _Table("historical_locations", {
+        "thing_id": ("BIGINT", lambda e: e.thing_id),
+        "location_id": ("BIGINT", lambda e: e.location_id)}),
+    Sensor: _Table("sensors", {}),
+    ObservedProperty: _Table("observed_properties", {}),
+    Datastream: _Table("datastreams", {
+        "thing_id": ("BIGINT", lambda e: e.thing_id),
+        "sensor_id": ("BIGINT", lambda e: e.sensor_id),
+        "observed_property_id": ("BIGINT", lambda e: e.observed_property_id),
+        "feed": ("VARCHAR", _prop("feed")),
+        "observed_property": ("VARCHAR", _prop("observedProperty"))}),
+    FeatureOfInterest: _Table("features_of_interest", {}),
+}
+
+_DDL = [
+    *(
+        f"CREATE TABLE IF NOT EXISTS {t.name} (id BIGINT PRIMARY KEY, key VARCHAR, doc JSON"
+        + "".join(f", {c} {sql}" for c, (sql, _) in t.columns.items())
+        + ")"
+        for t in _TABLES.values()
+    ),
+    # phenomenon_time holds UTC; identity (datastream_id, phenomenon_time) is kept by anti-join
+    """CREATE TABLE IF NOT EXISTS observations (
+        datastream_id BIGINT NOT NULL, phenomenon_time TIMESTAMP NOT NULL,
+        result DOUBLE, quality INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE SEQUENCE IF NOT EXISTS quarantine_seq",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        id BIGINT DEFAULT nextval('quarantine_seq'), feed VARCHAR, source VARCHAR, line BIGINT,
+        raw VARCHAR, reason VARCHAR, recorded_at TIMESTAMPTZ)""",
+    "CREATE TABLE IF NOT EXISTS citytwin_meta (name VARCHAR PRIMARY KEY, value VARCHAR)",
+]
+
+
+class DuckDBStore(Store):
+    """``duckdb:///path/city.duckdb`` (a file) or ``duckdb://`` (in memory)."""
+
+    scheme: ClassVar[str] = "duckdb"
+    persistent: ClassVar[bool] = True
+    spatial: ClassVar[bool] = True
+
+    def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+        self.path = str(path) if path else ":memory:"
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
+        if threads:
+            self._con.execute(f"SET threads = {int(threads)}")
+        self._con.execute(f"LOAD '{spatial_extension_path()}'")
+        for statement in _DDL:
+            self._con.execute(statement)
+        self._con.execute(
+            "INSERT OR IGNORE INTO citytwin_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
+        )
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        parsed = urlparse(url)
+        path = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
+        if path.startswith("/") and not parsed.netloc:
+            path = path[1:] if path.startswith("//") else path
+        return cls(None if path in ("", "/", ":memory:", "/:memory:") else path)
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection, for callers that need SQL the contract does not offer."""
+        return self._con
+
+    # -- entities -------------------------------------------------------------------------
+    def register(self, entities: Sequence[Entity]) -> None:
+        by_kind: dict[type[Entity], list[Entity]] = {}
+        for entity in entities:
+            by_kind.setdefault(type(entity), []).append(entity)
+        for kind, items in by_kind.items():
+            self._upsert(_TABLES[kind], items)
+
+    def _upsert(self, table: _Table, items: list[Entity]) -> None:
+        if any(e.id is None for e in items):
+            raise ValueError(f"{table.name}: every entity needs an id or a key")
+        unique = list({e.id: e for e in items}.values())
+        data: dict[str, list[Any]] = {
+            "id": [e.id for e in unique],
+            "key": [e.key for e in unique],
+            "doc": [e.model_dump_json() for e in unique],
+        }
+        for column, (_, getter) in table.columns.items():
+            data[column] = [getter(e) for e in unique]
+        batch = pa.table(data)  # noqa: F841  (scanned by name below)
+        clash = self._con.execute(
+            f"SELECT t.id, t.key, b.key FROM {table.name} t JOIN batch b USING (id) "
+            "WHERE t.key IS DISTINCT FROM b.key LIMIT 1"
+        ).fetchone()
+        if clash:
+            raise IdentityConflictError(f"{table.name} id {clash[0]}: keys {clash[1]!r}, {clash[2]!r}")
+        names = ", ".join(data)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in data if c != "id")
+        self._con.execute(
+            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM batch "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+
+    def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
+        table = _TABLES[kind].name
+        if ids is None:
+            rows = self._con.execute(f"SELECT doc FROM {table} ORDER BY id").fetchall()
+        else:
+            rows = self._con.execute(
+                f"SELECT doc FROM {table} WHERE id IN (SELECT unnest(?::BIGINT[])) ORDER BY id",
+                [list(ids)],
+            ).fetchall()
+        return [kind.model_validate_json(doc) for (doc,) in rows]
+
+    # -- observations ---------------------------------------------------------------------
+    def write_observations(self, frame: ObservationFrame) -> WriteResult:
+        if not len(frame):
+            return WriteResult(0, 0)
+        frame = frame.sorted()
+        repeat = (frame.datastream_id[1:] == frame.datastream_id[:-1]) & (
+            frame.phenomenon_time[1:] == frame.phenomenon_time[:-1]
+        )
+        unique = frame.take(np.r_[True, ~repeat]) if repeat.any() else frame
+        staged = unique.to_arrow()  # noqa: F841  (scanned by name below)
+        lo, hi = int(unique.phenomenon_time.min()), int(unique.phenomenon_time.max())
+        bounds = [np.datetime64(lo, "us").item(), np.datetime64(hi, "us").item()]
+        self._con.execute("BEGIN")
+        try:
+            overlap = self._con.execute(
+                "SELECT count(*) > 0 FROM observations WHERE phenomenon_time BETWEEN ? AND ?",
+                bounds,
+            ).fetchone()
+            if overlap and overlap[0]:
+                self._con.execute(
+                    "INSERT INTO observations SELECT s.* FROM staged s ANTI JOIN ("
+                    "  SELECT datastream_id, phenomenon_time FROM observations"
+                    "  WHERE phenomenon_time BETWEEN ? AND ?) o USING (datastream_id, phenomenon_time)",
+                    bounds,
+                )
+            else:
+                self._con.execute("INSERT INTO observations SELECT * FROM staged")
+            inserted = self._con.fetchone()
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        count = int(inserted[0]) if inserted else 0
+        return WriteResult(count, len(frame) - count)
+
+    def _where(
+        self, datastream_ids: Sequence[int] | None, start: datetime | None, end: datetime | None
+    ) -> tuple[str, list[Any]]:
+        clauses, params = ["TRUE"], []
+        if datastream_ids is not None:
+            clauses.append("datastream_id IN (SELECT unnest(?::BIGINT[]))")
+            params.append(list(datastream_ids))
+        if start is not None:
+            clauses.append("phenomenon_time >= make_timestamp(?)")
+            params.append(to_micros(start))
+        if end is not None:
+            clauses.append("phenomenon_time < make_timestamp(?)")
+            params.append(to_micros(end))
+        return " AND ".join(clauses), params
+
+    def observations(
+        self,
+        *,
+        datastream_ids: Sequence[int] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> ObservationFrame:
+        where, params = self._where(datastream_ids, start, end)
+        table = self._con.execute(
+            f"SELECT * FROM observations WHERE {where} ORDER BY datastream_id, phenomenon_time",
+            params,
+        ).to_arrow_table()
+        return ObservationFrame.from_arrow(table)
+
+    def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:
+        where, params = self._where(datastream_ids, None, None)
+        table = self._con.execute(
+            "SELECT datastream_id, max(phenomenon_time) AS phenomenon_time,"
+            " arg_max(result, phenomenon_time) AS result,"
+            " arg_max(quality, phenomenon_time) AS quality"
+            f" FROM observations WHERE {where} GROUP BY datastream_id ORDER BY datastream_id",
+            params,
+        ).to_arrow_table()
+        return ObservationFrame.from_arrow(table)
+
+    def aggregate(
+        self,
+        *,
+        bucket: Bucket = "hour",
+        by: str = "datastream",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        observed_property: str | None = None,
+        exclude_flags: int = 0,
+    ) -> pa.Table:
+        thing_property = check_group_key(by)
+        where, params = self._where(None, start, end)
+        group_sql = {
+            "datastream": "CAST(o.datastream_id AS VARCHAR)",
+            "observed_property": "d.observed_property",
+        }.get(by, "json_extract_string(t.properties, ?)")
+        group_params: list[Any] = [] if thing_property is None else [f"$.{thing_property}"]
+        filters = [where.replace("datastream_id", "o.datastream_id").replace(
+            "phenomenon_time", "o.phenomenon_time"), "(o.quality & ?) = 0"]
+        filter_params: list[Any] = [*params, exclude_flags]
+        if observed_property is not None:
+            filters.append("d.observed_property = ?")
+            filter_params.append(observed_property)
+        if thing_property is not None:
+            filters.append("grp IS NOT NULL")
+        sql = f"""
+            SELECT grp AS "group", d.observed_property,
+                   time_bucket(to_microseconds(?), o.phenomenon_time) AS bucket,
+                   avg(o.result) AS mean, min(o.result) AS min, max(o.result) AS max,
+                   count(*) AS count
+            FROM observations o
+            LEFT JOIN datastreams d ON d.id = o.datastream_id
+            LEFT JOIN things t ON t.id = d.thing_id,
+            LATERAL (SELECT {group_sql} AS grp)
+            WHERE {' AND '.join(filters)}
+            GROUP BY ALL ORDER BY ALL"""
+        table = self._con.execute(
+            sql, [BUCKET_MICROS[bucket], *group_params, *filter_params]
+        ).to_arrow_table()
+        return table.cast(AGGREGATE_SCHEMA)
+
+    # -- quarantine and housekeeping -------------------------------------------------------
+    def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
+        if not records:
+            return
+        batch = pa.table({  # noqa: F841  (scanned by name below)
+            "feed": [r.feed for r in records], "source": [r.source for r in records],
+            "line": pa.array([r.line for r in records], pa.int64()),
+            "raw": [r.raw for r in records], "reason": [r.reason for r in records],
+            "recorded_at": [r.recorded_at for r in records],
+        })
+        self._con.execute(
+            "INSERT INTO quarantine (feed, source, line, raw, reason, recorded_at) "
+            "SELECT * FROM batch"
+        )
+
+    def quarantined(
+        self, *, feed: str | None = None, limit: int | None = None
+    ) -> list[QuarantineRecord]:
+        rows = self._con.execute(
+            "SELECT feed, source, line, raw, reason, epoch_us(recorded_at) FROM quarantine "
+            "WHERE ?::VARCHAR IS NULL OR feed = ? ORDER BY id LIMIT ?",
+            [feed, feed, limit if limit is not None else 2**62],
+        ).fetchall()
+        return [QuarantineRecord(*row[:5], from_micros(row[5])) for row in rows]
+
+    def stats(self) -> list[FeedStats]:
+        rows = self._con.execute(
+            """SELECT coalesce(d.feed, ''), coalesce(d.observed_property, ''),
+                      count(DISTINCT o.datastream_id), count(*), count(*) FILTER (o.quality <> 0),
+                      min(o.phenomenon_time), max(o.phenomenon_time)
+               FROM observations o LEFT JOIN datastreams d ON d.id = o.datastream_id
+               GROUP BY ALL ORDER BY ALL"""
+        ).fetchall()
+        from datetime import UTC
+
+        return [
+            FeedStats(f, p, n, c, q, lo.replace(tzinfo=UTC), hi.replace(tzinfo=UTC))
+            for f, p, n, c, q, lo, hi in rows
+        ]
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None  # type: ignore[assignment]

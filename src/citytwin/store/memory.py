@@ -1,0 +1,188 @@
+"""In-memory fake store: the contract's reference behaviour, for tests and experiments.
+
+Simple rather than fast: fine for thousands of observations, not for a city's year.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Self, cast
+
+import numpy as np
+import pyarrow as pa
+
+from citytwin.errors import IdentityConflictError
+from citytwin.model.sensing import Datastream, Entity, ObservedProperty, Thing
+from citytwin.store.base import (
+    AGGREGATE_SCHEMA,
+    BUCKET_MICROS,
+    Bucket,
+    E,
+    FeedStats,
+    ObservationFrame,
+    QuarantineRecord,
+    Store,
+    WriteResult,
+    check_group_key,
+    from_micros,
+    to_micros,
+)
+
+
+class MemoryStore(Store):
+    """Everything in Python containers; lost on close."""
+
+    scheme: ClassVar[str] = "memory"
+
+    def __init__(self) -> None:
+        self._entities: dict[type[Entity], dict[int, Entity]] = defaultdict(dict)
+        self._frames: list[ObservationFrame] = []
+        self._keys: set[tuple[int, int]] = set()
+        self._quarantine: list[QuarantineRecord] = []
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        return cls()
+
+    def register(self, entities: Sequence[Entity]) -> None:
+        for entity in entities:
+            if entity.id is None:
+                raise ValueError(f"{type(entity).__name__} {entity.key!r} has no id")
+            table = self._entities[type(entity)]
+            old = table.get(entity.id)
+            if old is not None and old.key != entity.key:
+                raise IdentityConflictError(
+                    f"{type(entity).__name__} id {entity.id}: keys {old.key!r} and {entity.key!r}"
+                )
+            table[entity.id] = entity
+
+    def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
+        table = cast(dict[int, E], self._entities[kind])
+        if ids is None:
+            return list(table.values())
+        return [table[i] for i in ids if i in table]
+
+    def write_observations(self, frame: ObservationFrame) -> WriteResult:
+        keep = np.zeros(len(frame), dtype=bool)
+        for i, key in enumerate(zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist())):
+            if key not in self._keys:
+                self._keys.add(key)
+                keep[i] = True
+        if keep.any():
+            self._frames.append(frame.take(keep))
+        inserted = int(keep.sum())
+        return WriteResult(inserted, len(frame) - inserted)
+
+    def _all(self) -> ObservationFrame:
+        if len(self._frames) > 1:
+            self._frames = [ObservationFrame.concat(self._frames).sorted()]
+        return self._frames[0].sorted() if self._frames else ObservationFrame.empty()
+
+    def observations(
+        self,
+        *,
+        datastream_ids: Sequence[int] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> ObservationFrame:
+        frame = self._all()
+        mask = np.ones(len(frame), dtype=bool)
+        if datastream_ids is not None:
+            mask &= np.isin(frame.datastream_id, np.asarray(datastream_ids, dtype=np.int64))
+        if start is not None:
+            mask &= frame.phenomenon_time >= to_micros(start)
+        if end is not None:
+            mask &= frame.phenomenon_time < to_micros(end)
+        return frame.take(mask)
+
+    def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:
+        frame = self.observations(datastream_ids=datastream_ids)
+        if not len(frame):
+            return frame
+        last = np.r_[frame.datastream_id[1:] != frame.datastream_id[:-1], True]
+        return frame.take(last)
+
+    def _describe_datastreams(self, thing_property: str | None) -> dict[int, tuple[str, str, Any]]:
+        """datastream id -> (observed property key, feed, thing property value)."""
+        props = cast(dict[int, ObservedProperty], self._entities[ObservedProperty])
+        things = cast(dict[int, Thing], self._entities[Thing])
+        out: dict[int, tuple[str, str, Any]] = {}
+        for ds in cast(dict[int, Datastream], self._entities[Datastream]).values():
+            prop = props.get(ds.observed_property_id)
+            thing = things.get(ds.thing_id)
+            value = thing.properties.get(thing_property) if thing and thing_property else None
+            key = str(prop.key if prop else ds.observed_property_id)
+            out[cast(int, ds.id)] = (key, str(ds.properties.get("feed", "")), value)
+        return out
+
+    def aggregate(
+        self,
+        *,
+        bucket: Bucket = "hour",
+        by: str = "datastream",
+        start: datetime | None = None,
+        end: datetime | None = None,
+        observed_property: str | None = None,
+        exclude_flags: int = 0,
+    ) -> pa.Table:
+        thing_property = check_group_key(by)
+        frame = self.observations(start=start, end=end)
+        info = self._describe_datastreams(thing_property)
+        width = BUCKET_MICROS[bucket]
+        groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
+        for d, t, r, q in zip(
+            frame.datastream_id.tolist(), frame.phenomenon_time.tolist(),
+            frame.result.tolist(), frame.quality.tolist(), strict=True,
+        ):
+            prop, _, value = info.get(d, ("", "", None))
+            if (observed_property and prop != observed_property) or q & exclude_flags:
+                continue
+            if by == "datastream":
+                group = str(d)
+            elif by == "observed_property":
+                group = prop
+            elif value is None:
+                continue
+            else:
+                group = str(value)
+            groups[(group, prop, t - t % width)].append(r)
+        rows = sorted(groups.items())
+        return pa.Table.from_pylist(
+            [
+                {"group": g, "observed_property": p, "bucket": from_micros(b).replace(tzinfo=None),
+                 "mean": float(np.mean(v)), "min": min(v), "max": max(v), "count": len(v)}
+                for (g, p, b), v in rows
+            ],
+            schema=AGGREGATE_SCHEMA,
+        )
+
+    def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
+        self._quarantine.extend(records)
+
+    def quarantined(
+        self, *, feed: str | None = None, limit: int | None = None
+    ) -> list[QuarantineRecord]:
+        rows = [r for r in self._quarantine if feed is None or r.feed == feed]
+        return rows[:limit] if limit is not None else rows
+
+    def stats(self) -> list[FeedStats]:
+        frame = self._all()
+        info = self._describe_datastreams(None)
+        acc: dict[tuple[str, str], list[Any]] = {}
+        for d, t, q in zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist(),
+                           frame.quality.tolist(), strict=True):
+            prop, feed, _ = info.get(d, ("", "", None))
+            row = acc.setdefault((feed, prop), [set(), 0, 0, t, t])
+            row[0].add(d)
+            row[1] += 1
+            row[2] += bool(q)
+            row[3], row[4] = min(row[3], t), max(row[4], t)
+        return [
+            FeedStats(feed, prop, len(r[0]), r[1], r[2], from_micros(r[3]), from_micros(r[4]))
+            for (feed, prop), r in sorted(acc.items())
+        ]
+
+    def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,149 @@
+"""One contract suite, run against every store backend (the fake and the embedded default)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from citytwin.errors import UnknownBackendError
+from citytwin.model import Datastream, ObservedProperty, Sensor, Thing, get_property
+from citytwin.model.quality import Flag
+from citytwin.store import ObservationFrame, QuarantineRecord, Store, open_store
+from citytwin.store.base import to_micros
+
+T0 = datetime(2020, 3, 15, tzinfo=UTC)
+HOUR = 3_600_000_000
+
+
+@pytest.fixture(params=["memory://", "duckdb://", "duckdb-file"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    url = f"duckdb:///{tmp_path / 'city.duckdb'}" if request.param == "duckdb-file" else (
+        request.param)
+    with open_store(url) as opened:
+        yield opened
+
+
+def _register_city(store: Store) -> tuple[list[int], list[int]]:
+    """Two things in two districts, each with PM2.5 and temperature datastreams."""
+    sensor = Sensor(key="s", name="sensor")
+    props = [get_property("pm25").to_sta(), get_property("air_temperature").to_sta()]
+    things = [Thing(key=f"t{i}", name=f"thing {i}", properties={"feed": "test", "district": d})
+              for i, d in enumerate(["Jung-gu", "Songpa-gu"])]
+    streams = [
+        Datastream(key=f"t{i}/{p.key}", name=f"{i} {p.name}",
+                   unit_of_measurement=get_property(str(p.key)).unit.to_sta(),
+                   properties={"feed": "test", "observedProperty": p.key},
+                   thing_id=t.id or 0, sensor_id=sensor.id or 0, observed_property_id=p.id or 0)
+        for i, t in enumerate(things) for p in props
+    ]
+    store.register([sensor, *props, *things, *streams])
+    pm = [s.id or 0 for s in streams if str(s.key).endswith("pm25")]
+    temp = [s.id or 0 for s in streams if str(s.key).endswith("air_temperature")]
+    return pm, temp
+
+
+def _hours(n: int) -> np.ndarray:
+    return to_micros(T0) + np.arange(n, dtype=np.int64) * HOUR
+
+
+def test_entities_round_trip(store: Store) -> None:
+    _register_city(store)
+    things = store.entities(Thing)
+    assert sorted(t.name for t in things) == ["thing 0", "thing 1"]
+    assert store.entities(ObservedProperty, [get_property("pm25").to_sta().id or 0])[0].name == (
+        "PM2.5 mass concentration")
+    assert len(store.entities(Datastream)) == 4
+    store.register(things)  # upsert: no duplicates
+    assert len(store.entities(Thing)) == 2
+
+
+def test_observation_identity_is_datastream_and_time(store: Store) -> None:
+    pm, _ = _register_city(store)
+    frame = ObservationFrame.from_arrays([pm[0]] * 3, _hours(3), [10.0, 20.0, 30.0])
+    first = store.write_observations(frame)
+    again = store.write_observations(frame)
+    assert (first.inserted, first.duplicates) == (3, 0)
+    assert (again.inserted, again.duplicates) == (0, 3)
+    inside = ObservationFrame.from_arrays([pm[0], pm[0]], _hours(1).repeat(2) + 7 * HOUR,
+                                          [1.0, 1.0])
+    assert store.write_observations(inside).inserted == 1
+    assert len(store.observations()) == 4
+
+
+def test_time_range_and_latest(store: Store) -> None:
+    pm, temp = _register_city(store)
+    store.write_observations(ObservationFrame.from_arrays(
+        [pm[0]] * 5 + [temp[0]] * 5, np.r_[_hours(5), _hours(5)],
+        [1, 2, 3, 4, 5, 10, 11, 12, 13, 14], [0, 0, 0, 0, int(Flag.SPIKE)] + [0] * 5))
+    window = store.observations(datastream_ids=[pm[0]], start=T0 + timedelta(hours=1),
+                                end=T0 + timedelta(hours=3))
+    assert window.result.tolist() == [2.0, 3.0]
+    latest = store.latest()
+    by_id = dict(zip(latest.datastream_id.tolist(), latest.result.tolist(), strict=True))
+    assert by_id == {pm[0]: 5.0, temp[0]: 14.0}
+    assert latest.quality[latest.datastream_id == pm[0]].tolist() == [int(Flag.SPIKE)]
+    assert store.latest([temp[0]]).result.tolist() == [14.0]
+
+
+def test_hourly_and_daily_aggregates(store: Store) -> None:
+    pm, temp = _register_city(store)
+    minutes = to_micros(T0) + np.arange(0, 120, 30, dtype=np.int64) * 60_000_000  # 2 hours
+    store.write_observations(ObservationFrame.from_arrays(
+        [pm[0]] * 4 + [pm[1]] * 4 + [temp[0]] * 4, np.r_[minutes, minutes, minutes],
+        [10, 20, 30, 40, 100, 200, 300, 400, 1, 2, 3, 4]))
+    hourly = store.aggregate(bucket="hour", by="datastream", observed_property="pm25").to_pylist()
+    assert [(r["group"], r["mean"], r["min"], r["max"], r["count"]) for r in hourly] == sorted([
+        (str(pm[0]), 15.0, 10.0, 20.0, 2), (str(pm[0]), 35.0, 30.0, 40.0, 2),
+        (str(pm[1]), 150.0, 100.0, 200.0, 2), (str(pm[1]), 350.0, 300.0, 400.0, 2)])
+    by_property = store.aggregate(bucket="day", by="observed_property").to_pylist()
+    assert {(r["group"], r["count"], r["mean"]) for r in by_property} == {
+        ("air_temperature", 4, 2.5), ("pm25", 8, 137.5)}
+    by_district = store.aggregate(bucket="day", by="thing.district",
+                                  observed_property="pm25").to_pylist()
+    assert {(r["group"], r["mean"]) for r in by_district} == {("Jung-gu", 25.0),
+                                                               ("Songpa-gu", 250.0)}
+    assert by_district[0]["bucket"] == datetime(2020, 3, 15)
+
+
+def test_aggregate_can_exclude_flagged(store: Store) -> None:
+    pm, _ = _register_city(store)
+    store.write_observations(ObservationFrame.from_arrays(
+        [pm[0]] * 3, _hours(3) // HOUR * HOUR, [10.0, 999.0, 20.0], [0, int(Flag.SPIKE), 0]))
+    rows = store.aggregate(bucket="day", by="datastream", exclude_flags=int(Flag.SPIKE))
+    assert rows.column("mean").to_pylist() == [15.0]
+    with pytest.raises(ValueError, match="cannot group by"):
+        store.aggregate(by="thing.; DROP TABLE things")
+
+
+def test_quarantine_and_stats(store: Store) -> None:
+    pm, temp = _register_city(store)
+    store.write_quarantine([QuarantineRecord("test", "a.csv", 7, "x,y", "not a number")])
+    store.write_observations(ObservationFrame.from_arrays(
+        [pm[0], pm[1], temp[0]], _hours(3), [1.0, 2.0, 3.0], [int(Flag.RANGE), 0, 0]))
+    (record,) = store.quarantined(feed="test")
+    assert (record.source, record.line, record.reason) == ("a.csv", 7, "not a number")
+    assert store.quarantined(feed="other") == []
+    stats = {(s.feed, s.observed_property): s for s in store.stats()}
+    assert stats[("test", "pm25")].observations == 2
+    assert stats[("test", "pm25")].datastreams == 2
+    assert stats[("test", "pm25")].flagged == 1
+    assert stats[("test", "air_temperature")].first == T0 + timedelta(hours=2)
+
+
+def test_duckdb_file_persists(tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'sub' / 'city.duckdb'}"
+    with open_store(url) as store:
+        pm, _ = _register_city(store)
+        store.write_observations(ObservationFrame.from_arrays([pm[0]], _hours(1), [42.0]))
+    with open_store(url) as store:
+        assert store.latest().result.tolist() == [42.0]
+        assert len(store.entities(Thing)) == 2
+
+
+def test_unknown_store_scheme_lists_valid_ones() -> None:
+    with pytest.raises(UnknownBackendError, match="expected one of: duckdb, memory"):
+        open_store("oracle://x")
