@@ -29,7 +29,7 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Build settings from ``CITYTWIN_*`` environment variables, then overrides."""
-        env = {
+        env: dict[str, object] = {
             name: os.environ[f"CITYTWIN_{name.upper()}"]
             for name in cls.model_fields
             if f"CITYTWIN_{name.upper()}" in os.environ

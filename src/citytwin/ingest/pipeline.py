@@ -132,8 +132,8 @@ class Ingestor:
             ids[key] = np.array(
                 [stable_id("Datastream", datastream_key(t.key, key)) for t in readings.things],
                 np.int64)
-            for number in np.flatnonzero(has_value):
-                thing_spec = readings.things[number]
+            for index in np.flatnonzero(has_value):
+                thing_spec = readings.things[int(index)]
                 entities.append(Datastream(
                     key=datastream_key(thing_spec.key, key),
                     name=f"{thing_spec.name} {prop.name}",

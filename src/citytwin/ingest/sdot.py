@@ -251,10 +251,10 @@ def _thing(serial: str, registry: dict[str, tuple[float, float]]) -> ThingSpec:
 
 
 def _times(table: Table, layout: _Layout) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    if layout.time and table.columns[layout.time].dtype.kind == "i":
-        return kst_from_digits(table.columns[layout.time])
-    if layout.time:
+    if layout.time and layout.time in table.labels:
         return _text_times(table, layout.time)
+    if layout.time:
+        return kst_from_digits(table.columns[layout.time])
     date_us, ok = _text_times(table, layout.date or "")
     hour = table.columns[layout.hour or ""]
     ok &= (hour >= 0) & (hour <= 24) & (hour == np.floor(hour))

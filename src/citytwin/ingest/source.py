@@ -19,6 +19,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -156,7 +157,7 @@ class Table:
     (-1 for an empty cell), so that 600,000 serial numbers are hashed once, not sorted as strings.
     """
 
-    columns: dict[str, NDArray[np.generic]]
+    columns: dict[str, NDArray[Any]]
     line: NDArray[np.int64]
     rejects: list[Reject]
     labels: dict[str, list[str]] = field(default_factory=dict)
@@ -171,7 +172,8 @@ class Table:
     def text(self, name: str) -> NDArray[np.object_]:
         """A text column decoded to strings ('' for empty cells)."""
         labels = np.asarray([*self.labels[name], ""], dtype=object)
-        return labels[self.columns[name]]  # code -1 picks the trailing ""
+        decoded: NDArray[np.object_] = labels[self.columns[name]]  # code -1 picks the last ""
+        return decoded
 
 
 def read_table(
@@ -252,7 +254,7 @@ def _finish(
     reject_lines: list[int],
 ) -> Table:
     lines = _row_lines(table.num_rows, header_line, reject_lines)
-    columns: dict[str, NDArray[np.generic]] = {}
+    columns: dict[str, NDArray[Any]] = {}
     labels: dict[str, list[str]] = {}
     blank = np.ones(table.num_rows, dtype=bool)
     for name, dtype in types.items():

@@ -240,7 +240,8 @@ class DuckDBStore(Store):
     def _where(
         self, datastream_ids: Sequence[int] | None, start: datetime | None, end: datetime | None
     ) -> tuple[str, list[Any]]:
-        clauses, params = ["TRUE"], []
+        clauses: list[str] = ["TRUE"]
+        params: list[Any] = []
         if datastream_ids is not None:
             clauses.append("datastream_id IN (SELECT unnest(?::BIGINT[]))")
             params.append(list(datastream_ids))
@@ -341,7 +342,8 @@ class DuckDBStore(Store):
             "WHERE ?::VARCHAR IS NULL OR feed = ? ORDER BY id LIMIT ?",
             [feed, feed, limit if limit is not None else 2**62],
         ).fetchall()
-        return [QuarantineRecord(*row[:5], from_micros(row[5])) for row in rows]
+        return [QuarantineRecord(f, s, line, raw, reason, from_micros(at))
+                for f, s, line, raw, reason, at in rows]
 
     def stats(self) -> list[FeedStats]:
         rows = self._con.execute(
