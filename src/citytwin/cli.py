@@ -100,6 +100,14 @@ def ingest(
         raise typer.Exit(1)
 
 
+def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table:
+    """A summary table; cells fold rather than truncate, so narrow terminals lose nothing."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    return table
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
@@ -109,10 +117,8 @@ def _progress() -> Progress:
 
 
 def _print_report(report: Any) -> None:
-    table = Table(title="ingest summary", show_lines=False)
-    for column in ("feed", "files", "rows", "read", "stored", "duplicates", "flagged",
-                   "quarantined"):
-        table.add_column(column, justify="left" if column == "feed" else "right")
+    counts = ("files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")
+    table = _table("ingest summary", ["feed", *counts], right=counts)
     for summary in report.feeds.values():
         table.add_row(summary.feed, *(f"{getattr(summary, c):,}" for c in (
             "files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")))
@@ -134,10 +140,9 @@ def stats(store: StoreOption = None) -> None:
     with open_store(_settings(store).store_url) as opened:
         rows = opened.stats()
         quarantined = opened.quarantined()
-    table = Table(title="observations")
-    for column in ("feed", "property", "datastreams", "observations", "flagged", "first (UTC)",
-                   "last (UTC)"):
-        table.add_column(column)
+    table = _table("observations", ["feed", "property", "datastreams", "observations",
+                                     "flagged", "first (UTC)", "last (UTC)"],
+                   right=("datastreams", "observations", "flagged"))
     for row in rows:
         table.add_row(row.feed, row.observed_property, f"{row.datastreams:,}",
                       f"{row.observations:,}", f"{row.flagged:,}",
@@ -148,10 +153,8 @@ def stats(store: StoreOption = None) -> None:
     for record in quarantined:
         key = (record.feed, record.reason.split(":")[0][:80])
         reasons[key] = reasons.get(key, 0) + 1
-    q = Table(title=f"quarantine ({len(quarantined):,} records)")
-    q.add_column("feed")
-    q.add_column("reason")
-    q.add_column("records", justify="right")
+    q = _table(f"quarantine ({len(quarantined):,} records)", ["feed", "reason", "records"],
+               right=("records",))
     for (feed, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         q.add_row(feed, reason, f"{count:,}")
     console.print(q)
@@ -168,9 +171,8 @@ def quarantine_list(
 
     with open_store(_settings(store).store_url) as opened:
         records = opened.quarantined(feed=feed, limit=limit)
-    table = Table(title=f"quarantined records (first {limit})")
-    for column in ("feed", "source", "line", "reason", "raw"):
-        table.add_column(column, overflow="fold")
+    table = _table(f"quarantined records (first {limit})",
+                   ["feed", "source", "line", "reason", "raw"])
     for r in records:
         table.add_row(r.feed, r.source, "" if r.line is None else str(r.line), r.reason, r.raw[:120])
     console.print(table)
@@ -200,9 +202,8 @@ def vocabulary() -> None:
     """List the observed properties: key, names, UCUM unit, valid range."""
     from citytwin.model.vocabulary import PROPERTIES
 
-    table = Table(title=f"{len(PROPERTIES)} observed properties")
-    for column in ("key", "name", "이름", "UCUM", "valid range"):
-        table.add_column(column)
+    table = _table(f"{len(PROPERTIES)} observed properties",
+                   ["key", "name", "이름", "UCUM", "valid range"])
     for p in PROPERTIES:
         table.add_row(p.key, p.name, p.name_ko, p.unit.ucum, f"{p.valid_min:g} … {p.valid_max:g}")
     console.print(table)

@@ -1,0 +1,60 @@
+"""The CLI: documented commands, summaries, exit codes, and no tracebacks on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from citytwin.cli import app
+
+runner = CliRunner()
+HEADER = ("모델명,시리얼,미세먼지2.5(초미세먼지),미세먼지10(미세먼지),기온,상대습도,풍향,풍속,돌풍 풍향,"
+          "돌풍 풍속,조도,자외선,소음,진동(x),진동(y),진동(z),진동(x) 최대,진동(y) 최대,진동(z) 최대,"
+          "흑구 온도,pm25 보정,pm10 보정,측정시간,등록 일시")
+ROW = "SDOT-2,V02Q1940612,12,20,1234,45,2700,35,2900,61,5400,23,55,12,15,98,30,41,120,1300,14,22,{t},"
+
+
+def test_help_documents_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("ingest", "stats", "quarantine", "vocabulary", "demo"):
+        assert command in result.output
+    assert "list" in runner.invoke(app, ["quarantine", "--help"]).output
+
+
+def test_ingest_summary_stats_and_quarantine(tmp_path: Path) -> None:
+    data = tmp_path / "a.csv"
+    data.write_text("\n".join([HEADER, ROW.format(t="202003150000"), "garbage,line",
+                               ROW.format(t="202003150002")]) + "\n", encoding="cp949")
+    store = f"duckdb:///{tmp_path / 'c.duckdb'}"
+    result = runner.invoke(app, ["ingest", "sdot", str(data), "--store", store])
+    assert result.exit_code == 0, result.output
+    assert "ingest summary" in result.output and "40" in result.output
+    assert "Traceback" not in result.output
+    listed = runner.invoke(app, ["quarantine", "list", "--store", store])
+    assert "expected 24 columns" in listed.output
+    out = tmp_path / "q.csv"
+    runner.invoke(app, ["quarantine", "export", str(out), "--store", store])
+    assert out.read_text(encoding="utf-8-sig").count("garbage") == 1
+    stats = runner.invoke(app, ["stats", "--store", store])
+    assert "noise" in stats.output and "pm25" in stats.output
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage"])
+def test_unreadable_input_exits_1_without_traceback(tmp_path: Path, content: bytes) -> None:
+    data = tmp_path / "bad.csv"
+    data.write_bytes(content)
+    result = runner.invoke(app, ["ingest", "sdot", str(data), "--store", "memory://"])
+    assert result.exit_code == 1
+    assert "could not read" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_feed_names_the_valid_ones(tmp_path: Path) -> None:
+    data = tmp_path / "a.csv"
+    data.write_text("x\n", encoding="utf-8")
+    result = runner.invoke(app, ["ingest", "nope", str(data), "--store", "memory://"])
+    assert result.exit_code == 1
+    assert "expected one of" in result.output and "sdot" in result.output
