@@ -121,6 +121,28 @@ _DDL = [
 ]
 
 
+def _grouped_and_unique(frame: ObservationFrame) -> bool:
+    """True when each datastream's rows are contiguous with strictly increasing times.
+
+    Then the frame holds no repeated identity and needs no sort: O(n) instead of a 12M-row
+    lexsort, and what the ingest pipeline produces.
+    """
+    ds, t = frame.datastream_id, frame.phenomenon_time
+    change = ds[1:] != ds[:-1]
+    if not np.all(change | (t[1:] > t[:-1])):
+        return False
+    heads = ds[np.r_[True, change]]
+    return bool(np.unique(heads).size == heads.size)
+
+
+def _dedupe(frame: ObservationFrame) -> ObservationFrame:
+    """Drop repeated (datastream, time) rows of a sorted frame, keeping the first."""
+    repeat = (frame.datastream_id[1:] == frame.datastream_id[:-1]) & (
+        frame.phenomenon_time[1:] == frame.phenomenon_time[:-1]
+    )
+    return frame.take(np.r_[True, ~repeat]) if repeat.any() else frame
+
+
 class DuckDBStore(Store):
     """``duckdb:///path/city.duckdb`` (a file) or ``duckdb://`` (in memory)."""
 
@@ -206,11 +228,7 @@ class DuckDBStore(Store):
     def write_observations(self, frame: ObservationFrame) -> WriteResult:
         if not len(frame):
             return WriteResult(0, 0)
-        frame = frame.sorted()
-        repeat = (frame.datastream_id[1:] == frame.datastream_id[:-1]) & (
-            frame.phenomenon_time[1:] == frame.phenomenon_time[:-1]
-        )
-        unique = frame.take(np.r_[True, ~repeat]) if repeat.any() else frame
+        unique = frame if _grouped_and_unique(frame) else _dedupe(frame.sorted())
         staged = unique.to_arrow()  # noqa: F841  (scanned by name below)
         lo, hi = int(unique.phenomenon_time.min()), int(unique.phenomenon_time.max())
         bounds = [np.datetime64(lo, "us").item(), np.datetime64(hi, "us").item()]
