@@ -28,16 +28,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-quarantine_app = typer.Typer(help="Inspect records that could not be ingested.",
-                             no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Inspect records that could not be ingested.", no_args_is_help=True
+)
 app.add_typer(quarantine_app, name="quarantine")
 console = Console()
 err_console = Console(stderr=True)
 _state: dict[str, Any] = {"debug": False}
 
-StoreOption = Annotated[str | None, typer.Option(
-    "--store", "-s", help="Store URL: duckdb:///path/city.duckdb (default), memory://. "
-    "Env: CITYTWIN_STORE_URL.", show_default=False)]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        "-s",
+        help="Store URL: duckdb:///path/city.duckdb (default), memory://. Env: CITYTWIN_STORE_URL.",
+        show_default=False,
+    ),
+]
 
 
 def _settings(store: str | None) -> Settings:
@@ -53,27 +60,42 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """citytwin — ingest city feeds into a standard (OGC SensorThings) model."""
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 @app.command()
 def ingest(
     feed: Annotated[str, typer.Argument(help="Feed: sdot, kma, kma-stations, noise or generic.")],
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.",
-                                                show_default=False)],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or folders to ingest.", show_default=False)
+    ],
     store: StoreOption = None,
-    registry: Annotated[Path | None, typer.Option(
-        help="S-DoT sensor registry CSV (시리얼,위도,경도) to place sensors.")] = None,
-    stations: Annotated[Path | None, typer.Option(
-        help="KMA station registry CSV (STN_ID,STN_KO,…,LON,LAT,HT) to place stations.")] = None,
-    mapping: Annotated[str | None, typer.Option(
-        help="generic feed: mapping YAML file or preset name (airkorea, topis).")] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option(help="S-DoT sensor registry CSV (시리얼,위도,경도) to place sensors."),
+    ] = None,
+    stations: Annotated[
+        Path | None,
+        typer.Option(
+            help="KMA station registry CSV (STN_ID,STN_KO,…,LON,LAT,HT) to place stations."
+        ),
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        typer.Option(help="generic feed: mapping YAML file or preset name (airkorea, topis)."),
+    ] = None,
 ) -> None:
     """Read feed files, check their quality and store them; print a summary.
 
@@ -82,8 +104,11 @@ def ingest(
     """
     from citytwin.ingest.runner import ingest_paths
 
-    options = {k: str(v) for k, v in
-               {"registry": registry, "stations": stations, "mapping": mapping}.items() if v}
+    options = {
+        k: str(v)
+        for k, v in {"registry": registry, "stations": stations, "mapping": mapping}.items()
+        if v
+    }
     settings = _settings(store)
     files = [str(p) for p in paths]
     with _progress() as progress:
@@ -92,8 +117,9 @@ def ingest(
         def advance(done: int, total: int, name: str) -> None:
             progress.update(task, completed=done, total=total, description=f"{feed}: {name}")
 
-        report = ingest_paths(feed, files, settings, options=options, on_progress=advance,
-                              debug=_state["debug"])
+        report = ingest_paths(
+            feed, files, settings, options=options, on_progress=advance, debug=_state["debug"]
+        )
     _print_report(report)
     if report.nothing_read:
         err_console.print("[red]nothing could be read[/red] from the given input")
@@ -110,8 +136,12 @@ def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-        TimeRemainingColumn(), console=err_console, transient=True,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
         disable=not err_console.is_terminal,
     )
 
@@ -120,11 +150,18 @@ def _print_report(report: Any) -> None:
     counts = ("files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")
     table = _table("ingest summary", ["feed", *counts], right=counts)
     for summary in report.feeds.values():
-        table.add_row(summary.feed, *(f"{getattr(summary, c):,}" for c in (
-            "files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")))
+        table.add_row(
+            summary.feed,
+            *(
+                f"{getattr(summary, c):,}"
+                for c in ("files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")
+            ),
+        )
     console.print(table)
-    console.print("[dim]rows: source rows; read/stored/duplicates/flagged: observations; "
-                  "quarantined: rejected rows (see `citytwin quarantine list`)[/dim]")
+    console.print(
+        "[dim]rows: source rows; read/stored/duplicates/flagged: observations; "
+        "quarantined: rejected rows (see `citytwin quarantine list`)[/dim]"
+    )
     for summary in report.feeds.values():
         for note in summary.notes:
             console.print(f"[yellow]note[/yellow] {note}")
@@ -140,21 +177,31 @@ def stats(store: StoreOption = None) -> None:
     with open_store(_settings(store).store_url) as opened:
         rows = opened.stats()
         quarantined = opened.quarantined()
-    table = _table("observations", ["feed", "property", "datastreams", "observations",
-                                     "flagged", "first (UTC)", "last (UTC)"],
-                   right=("datastreams", "observations", "flagged"))
+    table = _table(
+        "observations",
+        ["feed", "property", "datastreams", "observations", "flagged", "first (UTC)", "last (UTC)"],
+        right=("datastreams", "observations", "flagged"),
+    )
     for row in rows:
-        table.add_row(row.feed, row.observed_property, f"{row.datastreams:,}",
-                      f"{row.observations:,}", f"{row.flagged:,}",
-                      f"{row.first:%Y-%m-%d %H:%M}" if row.first else "",
-                      f"{row.last:%Y-%m-%d %H:%M}" if row.last else "")
+        table.add_row(
+            row.feed,
+            row.observed_property,
+            f"{row.datastreams:,}",
+            f"{row.observations:,}",
+            f"{row.flagged:,}",
+            f"{row.first:%Y-%m-%d %H:%M}" if row.first else "",
+            f"{row.last:%Y-%m-%d %H:%M}" if row.last else "",
+        )
     console.print(table)
     reasons: dict[tuple[str, str], int] = {}
     for record in quarantined:
         key = (record.feed, record.reason.split(":")[0][:80])
         reasons[key] = reasons.get(key, 0) + 1
-    q = _table(f"quarantine ({len(quarantined):,} records)", ["feed", "reason", "records"],
-               right=("records",))
+    q = _table(
+        f"quarantine ({len(quarantined):,} records)",
+        ["feed", "reason", "records"],
+        right=("records",),
+    )
     for (feed, reason), count in sorted(reasons.items(), key=lambda kv: -kv[1]):
         q.add_row(feed, reason, f"{count:,}")
     console.print(q)
@@ -171,10 +218,13 @@ def quarantine_list(
 
     with open_store(_settings(store).store_url) as opened:
         records = opened.quarantined(feed=feed, limit=limit)
-    table = _table(f"quarantined records (first {limit})",
-                   ["feed", "source", "line", "reason", "raw"])
+    table = _table(
+        f"quarantined records (first {limit})", ["feed", "source", "line", "reason", "raw"]
+    )
     for r in records:
-        table.add_row(r.feed, r.source, "" if r.line is None else str(r.line), r.reason, r.raw[:120])
+        table.add_row(
+            r.feed, r.source, "" if r.line is None else str(r.line), r.reason, r.raw[:120]
+        )
     console.print(table)
 
 
@@ -202,8 +252,9 @@ def vocabulary() -> None:
     """List the observed properties: key, names, UCUM unit, valid range."""
     from citytwin.model.vocabulary import PROPERTIES
 
-    table = _table(f"{len(PROPERTIES)} observed properties",
-                   ["key", "name", "이름", "UCUM", "valid range"])
+    table = _table(
+        f"{len(PROPERTIES)} observed properties", ["key", "name", "이름", "UCUM", "valid range"]
+    )
     for p in PROPERTIES:
         table.add_row(p.key, p.name, p.name_ko, p.unit.ucum, f"{p.valid_min:g} … {p.valid_max:g}")
     console.print(table)
@@ -223,13 +274,18 @@ def demo(
     console.print(f"[bold]1/2[/bold] generating one day of data for {sensors} sensors in {out}/")
     files = generate_day(out, sensors=sensors)
     console.print(f"[bold]2/2[/bold] ingesting into {settings.store_url}")
-    for feed, paths in (("sdot", [f for f in files if "sdot" in f.name]),
-                        ("kma", [f for f in files if "kma" in f.name])):
-        report = ingest_paths(feed, [str(p) for p in paths], settings, options={},
-                              debug=_state["debug"])
+    for feed, paths in (
+        ("sdot", [f for f in files if "sdot" in f.name]),
+        ("kma", [f for f in files if "kma" in f.name]),
+    ):
+        report = ingest_paths(
+            feed, [str(p) for p in paths], settings, options={}, debug=_state["debug"]
+        )
         _print_report(report)
-    console.print(f"[green]done[/green]: store at {settings.store_url} — try "
-                  f"`citytwin stats --store {settings.store_url}`")
+    console.print(
+        f"[green]done[/green]: store at {settings.store_url} — try "
+        f"`citytwin stats --store {settings.store_url}`"
+    )
 
 
 def main() -> None:

@@ -10,10 +10,14 @@ from typer.testing import CliRunner
 from citytwin.cli import app
 
 runner = CliRunner()
-HEADER = ("모델명,시리얼,미세먼지2.5(초미세먼지),미세먼지10(미세먼지),기온,상대습도,풍향,풍속,돌풍 풍향,"
-          "돌풍 풍속,조도,자외선,소음,진동(x),진동(y),진동(z),진동(x) 최대,진동(y) 최대,진동(z) 최대,"
-          "흑구 온도,pm25 보정,pm10 보정,측정시간,등록 일시")
-ROW = "SDOT-2,V02Q1940612,12,20,1234,45,2700,35,2900,61,5400,23,55,12,15,98,30,41,120,1300,14,22,{t},"
+HEADER = (
+    "모델명,시리얼,미세먼지2.5(초미세먼지),미세먼지10(미세먼지),기온,상대습도,풍향,풍속,돌풍 풍향,"
+    "돌풍 풍속,조도,자외선,소음,진동(x),진동(y),진동(z),진동(x) 최대,진동(y) 최대,진동(z) 최대,"
+    "흑구 온도,pm25 보정,pm10 보정,측정시간,등록 일시"
+)
+ROW = (
+    "SDOT-2,V02Q1940612,12,20,1234,45,2700,35,2900,61,5400,23,55,12,15,98,30,41,120,1300,14,22,{t},"
+)
 
 
 def test_help_documents_every_command() -> None:
@@ -26,12 +30,18 @@ def test_help_documents_every_command() -> None:
 
 def test_ingest_summary_stats_and_quarantine(tmp_path: Path) -> None:
     data = tmp_path / "a.csv"
-    data.write_text("\n".join([HEADER, ROW.format(t="202003150000"), "garbage,line",
-                               ROW.format(t="202003150002")]) + "\n", encoding="cp949")
+    data.write_text(
+        "\n".join(
+            [HEADER, ROW.format(t="202003150000"), "garbage,line", ROW.format(t="202003150002")]
+        )
+        + "\n",
+        encoding="cp949",
+    )
     store = f"duckdb:///{tmp_path / 'c.duckdb'}"
     result = runner.invoke(app, ["ingest", "sdot", str(data), "--store", store])
     assert result.exit_code == 0, result.output
-    assert "ingest summary" in result.output and "40" in result.output
+    assert "ingest summary" in result.output
+    assert "40" in result.output
     assert "Traceback" not in result.output
     listed = runner.invoke(app, ["quarantine", "list", "--store", store])
     assert "expected 24 columns" in listed.output
@@ -39,7 +49,8 @@ def test_ingest_summary_stats_and_quarantine(tmp_path: Path) -> None:
     runner.invoke(app, ["quarantine", "export", str(out), "--store", store])
     assert out.read_text(encoding="utf-8-sig").count("garbage") == 1
     stats = runner.invoke(app, ["stats", "--store", store])
-    assert "noise" in stats.output and "pm25" in stats.output
+    assert "noise" in stats.output
+    assert "pm25" in stats.output
 
 
 @pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage"])
@@ -57,4 +68,5 @@ def test_unknown_feed_names_the_valid_ones(tmp_path: Path) -> None:
     data.write_text("x\n", encoding="utf-8")
     result = runner.invoke(app, ["ingest", "nope", str(data), "--store", "memory://"])
     assert result.exit_code == 1
-    assert "expected one of" in result.output and "sdot" in result.output
+    assert "expected one of" in result.output
+    assert "sdot" in result.output

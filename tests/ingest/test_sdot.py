@@ -18,14 +18,36 @@ from citytwin.model import Location, Thing
 from citytwin.store import open_store
 from citytwin.store.base import to_micros
 
-HEADER_2020 = ("모델명,시리얼,미세먼지2.5(초미세먼지),미세먼지10(미세먼지),기온,상대습도,풍향,풍속,"
-               "돌풍 풍향,돌풍 풍속,조도,자외선,소음,진동(x),진동(y),진동(z),진동(x) 최대,진동(y) 최대,"
-               "진동(z) 최대,흑구 온도,pm25 보정,pm10 보정,측정시간,등록 일시")
+HEADER_2020 = (
+    "모델명,시리얼,미세먼지2.5(초미세먼지),미세먼지10(미세먼지),기온,상대습도,풍향,풍속,"
+    "돌풍 풍향,돌풍 풍속,조도,자외선,소음,진동(x),진동(y),진동(z),진동(x) 최대,진동(y) 최대,"
+    "진동(z) 최대,흑구 온도,pm25 보정,pm10 보정,측정시간,등록 일시"
+)
 
 
 def _row_2020(serial: str, time: str, temperature: int = 1234, wind: int = 35) -> str:
-    values = [12, 20, temperature, 45, 2700, wind, 2900, 61, 5400, 23, 55,
-              12, 15, 98, 30, 41, 120, 1300, 14, 22]
+    values = [
+        12,
+        20,
+        temperature,
+        45,
+        2700,
+        wind,
+        2900,
+        61,
+        5400,
+        23,
+        55,
+        12,
+        15,
+        98,
+        30,
+        41,
+        120,
+        1300,
+        14,
+        22,
+    ]
     return f"SDOT-2,{serial}," + ",".join(map(str, values)) + f",{time},2020-03-15 00:03:11"
 
 
@@ -50,8 +72,9 @@ def test_scalings_match_the_official_column_dictionary(shared_data: Path) -> Non
 
 def test_2020_raw_scaling(tmp_path: Path) -> None:
     path = tmp_path / "ALLDATA_20200315.csv"
-    path.write_text(HEADER_2020 + "\n" + _row_2020("V02Q1940612", "202003150002") + "\n",
-                    encoding="cp949")
+    path.write_text(
+        HEADER_2020 + "\n" + _row_2020("V02Q1940612", "202003150002") + "\n", encoding="cp949"
+    )
     (batch,) = read_feed("sdot", str(path))
     values = {k: float(v[0]) for k, v in batch.readings.values.items()}
     assert values["air_temperature"] == pytest.approx(23.4)  # 1234 = (23.4 + 100) × 10
@@ -66,17 +89,29 @@ def test_2020_raw_scaling(tmp_path: Path) -> None:
 
 
 def test_hourly_export_with_unit_headers(tmp_path: Path) -> None:
-    header = ("모델명,시리얼,측정시간,초미세먼지 (㎍/㎥),미세먼지 (㎍/㎥),기온(℃),상대습도( %),풍향(°),"
-              "소음 (dB),진동(x) (g),이산화질소 (ppm),방문자수 (명),초미세먼지 보정 (㎍/㎥)")
+    header = (
+        "모델명,시리얼,측정시간,초미세먼지 (㎍/㎥),미세먼지 (㎍/㎥),기온(℃),상대습도( %),풍향(°),"
+        "소음 (dB),진동(x) (g),이산화질소 (ppm),방문자수 (명),초미세먼지 보정 (㎍/㎥)"
+    )
     row = "SDOT-3,OC3CL200012,2023-05-01 13:00:00,7.9,12.1,19.4,70.7,230,43.9,0.011,0.021,152,15.8"
     path = tmp_path / "sdot_hourly.csv"
     path.write_bytes(b"\xef\xbb\xbf" + (header + "\n" + row + "\n").encode("utf-8"))
     (batch,) = read_feed("sdot", str(path))
     values = {k: float(v[0]) for k, v in batch.readings.values.items()}
-    assert values == pytest.approx({
-        "pm25": 7.9, "pm10": 12.1, "air_temperature": 19.4, "relative_humidity": 70.7,
-        "wind_direction": 230.0, "noise": 43.9, "acceleration_x": 0.011, "no2": 0.021,
-        "visitor_count": 152.0, "pm25_corrected": 15.8})
+    assert values == pytest.approx(
+        {
+            "pm25": 7.9,
+            "pm10": 12.1,
+            "air_temperature": 19.4,
+            "relative_humidity": 70.7,
+            "wind_direction": 230.0,
+            "noise": 43.9,
+            "acceleration_x": 0.011,
+            "no2": 0.021,
+            "visitor_count": 152.0,
+            "pm25_corrected": 15.8,
+        }
+    )
     assert int(batch.readings.time[0]) == to_micros(datetime(2023, 5, 1, 4, tzinfo=UTC))
     assert batch.readings.period == "PT1H"
     assert any("모델명" in note for note in batch.notes)
@@ -92,22 +127,29 @@ def test_registry_places_sensors(shared_data: Path, tmp_path: Path) -> None:
     assert registry[first["시리얼"]] == (float(first["경도"]), float(first["위도"]))
     serials = [r["시리얼"] for r in rows[:3]] + ["V99UNKNOWN"]
     path = tmp_path / "a.csv"
-    path.write_text(HEADER_2020 + "\n" + "\n".join(_row_2020(s, "202003150000") for s in serials),
-                    encoding="utf-8")
+    path.write_text(
+        HEADER_2020 + "\n" + "\n".join(_row_2020(s, "202003150000") for s in serials),
+        encoding="utf-8",
+    )
     with open_store("duckdb://") as store:
         report = ingest(read_feed("sdot", str(path), registry=str(registry_path)), store)
         locations = {loc.name: loc.location.coordinates for loc in store.entities(Location)}
         assert len(store.entities(Thing)) == 4
-    assert locations[f"S-DoT {first['시리얼']} location"] == [float(first["경도"]),
-                                                               float(first["위도"])]
+    assert locations[f"S-DoT {first['시리얼']} location"] == [
+        float(first["경도"]),
+        float(first["위도"]),
+    ]
     assert len(locations) == 3
     assert any("V99UNKNOWN" in note for note in report.feeds["sdot"].notes)
 
 
 def test_reingest_adds_nothing(tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
-    lines = [_row_2020(f"V02Q19400{i:02d}", f"2020031500{m:02d}") for i in range(5)
-             for m in range(0, 10, 2)]
+    lines = [
+        _row_2020(f"V02Q19400{i:02d}", f"2020031500{m:02d}")
+        for i in range(5)
+        for m in range(0, 10, 2)
+    ]
     path.write_text(HEADER_2020 + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
     with open_store(f"duckdb:///{tmp_path / 'c.duckdb'}") as store:
         first = ingest(read_feed("sdot", str(path)), store).feeds["sdot"]

@@ -11,10 +11,23 @@ from citytwin.errors import ValidationError
 from citytwin.ingest.sdot import HOURLY, RAW_2020
 from citytwin.model import PROPERTIES, get_property
 
-KMA_KEYS = ["air_temperature", "precipitation", "wind_speed", "wind_direction",
-            "relative_humidity", "vapour_pressure", "dew_point_temperature", "air_pressure",
-            "sea_level_pressure", "sunshine_duration", "solar_radiation", "snow_depth",
-            "cloud_cover", "visibility", "ground_temperature"]
+KMA_KEYS = [
+    "air_temperature",
+    "precipitation",
+    "wind_speed",
+    "wind_direction",
+    "relative_humidity",
+    "vapour_pressure",
+    "dew_point_temperature",
+    "air_pressure",
+    "sea_level_pressure",
+    "sunshine_duration",
+    "solar_radiation",
+    "snow_depth",
+    "cloud_cover",
+    "visibility",
+    "ground_temperature",
+]
 
 
 def test_every_sdot_column_has_a_property(shared_data: Path) -> None:
@@ -33,7 +46,8 @@ def test_each_property_is_complete(spec: object) -> None:
 
     assert isinstance(spec, PropertySpec)
     assert spec.definition.startswith("https://")
-    assert spec.unit.ucum and spec.unit.to_sta().definition.startswith("http://www.opengis.net")
+    assert spec.unit.ucum
+    assert spec.unit.to_sta().definition.startswith("http://www.opengis.net")
     assert spec.valid_min < spec.valid_max
     assert spec.name_ko
 
@@ -48,5 +62,5 @@ def test_kma_variables_and_units() -> None:
 
 
 def test_unknown_property_lists_known_ones() -> None:
-    with pytest.raises(ValidationError, match="known: .*pm25"):
+    with pytest.raises(ValidationError, match=r"known: .*pm25"):
         get_property("pm3")

@@ -21,8 +21,11 @@ HOUR = 3_600_000_000
 
 @pytest.fixture(params=["memory://", "duckdb://", "duckdb-file"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = f"duckdb:///{tmp_path / 'city.duckdb'}" if request.param == "duckdb-file" else (
-        request.param)
+    url = (
+        f"duckdb:///{tmp_path / 'city.duckdb'}"
+        if request.param == "duckdb-file"
+        else (request.param)
+    )
     with open_store(url) as opened:
         yield opened
 
@@ -31,14 +34,22 @@ def _register_city(store: Store) -> tuple[list[int], list[int]]:
     """Two things in two districts, each with PM2.5 and temperature datastreams."""
     sensor = Sensor(key="s", name="sensor")
     props = [get_property("pm25").to_sta(), get_property("air_temperature").to_sta()]
-    things = [Thing(key=f"t{i}", name=f"thing {i}", properties={"feed": "test", "district": d})
-              for i, d in enumerate(["Jung-gu", "Songpa-gu"])]
+    things = [
+        Thing(key=f"t{i}", name=f"thing {i}", properties={"feed": "test", "district": d})
+        for i, d in enumerate(["Jung-gu", "Songpa-gu"])
+    ]
     streams = [
-        Datastream(key=f"t{i}/{p.key}", name=f"{i} {p.name}",
-                   unit_of_measurement=get_property(str(p.key)).unit.to_sta(),
-                   properties={"feed": "test", "observedProperty": p.key},
-                   thing_id=t.id or 0, sensor_id=sensor.id or 0, observed_property_id=p.id or 0)
-        for i, t in enumerate(things) for p in props
+        Datastream(
+            key=f"t{i}/{p.key}",
+            name=f"{i} {p.name}",
+            unit_of_measurement=get_property(str(p.key)).unit.to_sta(),
+            properties={"feed": "test", "observedProperty": p.key},
+            thing_id=t.id or 0,
+            sensor_id=sensor.id or 0,
+            observed_property_id=p.id or 0,
+        )
+        for i, t in enumerate(things)
+        for p in props
     ]
     store.register([sensor, *props, *things, *streams])
     pm = [s.id or 0 for s in streams if str(s.key).endswith("pm25")]
@@ -55,7 +66,8 @@ def test_entities_round_trip(store: Store) -> None:
     things = store.entities(Thing)
     assert sorted(t.name for t in things) == ["thing 0", "thing 1"]
     assert store.entities(ObservedProperty, [get_property("pm25").to_sta().id or 0])[0].name == (
-        "PM2.5 mass concentration")
+        "PM2.5 mass concentration"
+    )
     assert len(store.entities(Datastream)) == 4
     store.register(things)  # upsert: no duplicates
     assert len(store.entities(Thing)) == 2
@@ -68,19 +80,26 @@ def test_observation_identity_is_datastream_and_time(store: Store) -> None:
     again = store.write_observations(frame)
     assert (first.inserted, first.duplicates) == (3, 0)
     assert (again.inserted, again.duplicates) == (0, 3)
-    inside = ObservationFrame.from_arrays([pm[0], pm[0]], _hours(1).repeat(2) + 7 * HOUR,
-                                          [1.0, 1.0])
+    inside = ObservationFrame.from_arrays(
+        [pm[0], pm[0]], _hours(1).repeat(2) + 7 * HOUR, [1.0, 1.0]
+    )
     assert store.write_observations(inside).inserted == 1
     assert len(store.observations()) == 4
 
 
 def test_time_range_and_latest(store: Store) -> None:
     pm, temp = _register_city(store)
-    store.write_observations(ObservationFrame.from_arrays(
-        [pm[0]] * 5 + [temp[0]] * 5, np.r_[_hours(5), _hours(5)],
-        [1, 2, 3, 4, 5, 10, 11, 12, 13, 14], [0, 0, 0, 0, int(Flag.SPIKE)] + [0] * 5))
-    window = store.observations(datastream_ids=[pm[0]], start=T0 + timedelta(hours=1),
-                                end=T0 + timedelta(hours=3))
+    store.write_observations(
+        ObservationFrame.from_arrays(
+            [pm[0]] * 5 + [temp[0]] * 5,
+            np.r_[_hours(5), _hours(5)],
+            [1, 2, 3, 4, 5, 10, 11, 12, 13, 14],
+            [0, 0, 0, 0, int(Flag.SPIKE)] + [0] * 5,
+        )
+    )
+    window = store.observations(
+        datastream_ids=[pm[0]], start=T0 + timedelta(hours=1), end=T0 + timedelta(hours=3)
+    )
     assert window.result.tolist() == [2.0, 3.0]
     latest = store.latest()
     by_id = dict(zip(latest.datastream_id.tolist(), latest.result.tolist(), strict=True))
@@ -92,27 +111,44 @@ def test_time_range_and_latest(store: Store) -> None:
 def test_hourly_and_daily_aggregates(store: Store) -> None:
     pm, temp = _register_city(store)
     minutes = to_micros(T0) + np.arange(0, 120, 30, dtype=np.int64) * 60_000_000  # 2 hours
-    store.write_observations(ObservationFrame.from_arrays(
-        [pm[0]] * 4 + [pm[1]] * 4 + [temp[0]] * 4, np.r_[minutes, minutes, minutes],
-        [10, 20, 30, 40, 100, 200, 300, 400, 1, 2, 3, 4]))
+    store.write_observations(
+        ObservationFrame.from_arrays(
+            [pm[0]] * 4 + [pm[1]] * 4 + [temp[0]] * 4,
+            np.r_[minutes, minutes, minutes],
+            [10, 20, 30, 40, 100, 200, 300, 400, 1, 2, 3, 4],
+        )
+    )
     hourly = store.aggregate(bucket="hour", by="datastream", observed_property="pm25").to_pylist()
-    assert [(r["group"], r["mean"], r["min"], r["max"], r["count"]) for r in hourly] == sorted([
-        (str(pm[0]), 15.0, 10.0, 20.0, 2), (str(pm[0]), 35.0, 30.0, 40.0, 2),
-        (str(pm[1]), 150.0, 100.0, 200.0, 2), (str(pm[1]), 350.0, 300.0, 400.0, 2)])
+    assert [(r["group"], r["mean"], r["min"], r["max"], r["count"]) for r in hourly] == sorted(
+        [
+            (str(pm[0]), 15.0, 10.0, 20.0, 2),
+            (str(pm[0]), 35.0, 30.0, 40.0, 2),
+            (str(pm[1]), 150.0, 100.0, 200.0, 2),
+            (str(pm[1]), 350.0, 300.0, 400.0, 2),
+        ]
+    )
     by_property = store.aggregate(bucket="day", by="observed_property").to_pylist()
     assert {(r["group"], r["count"], r["mean"]) for r in by_property} == {
-        ("air_temperature", 4, 2.5), ("pm25", 8, 137.5)}
-    by_district = store.aggregate(bucket="day", by="thing.district",
-                                  observed_property="pm25").to_pylist()
-    assert {(r["group"], r["mean"]) for r in by_district} == {("Jung-gu", 25.0),
-                                                               ("Songpa-gu", 250.0)}
+        ("air_temperature", 4, 2.5),
+        ("pm25", 8, 137.5),
+    }
+    by_district = store.aggregate(
+        bucket="day", by="thing.district", observed_property="pm25"
+    ).to_pylist()
+    assert {(r["group"], r["mean"]) for r in by_district} == {
+        ("Jung-gu", 25.0),
+        ("Songpa-gu", 250.0),
+    }
     assert by_district[0]["bucket"] == datetime(2020, 3, 15)
 
 
 def test_aggregate_can_exclude_flagged(store: Store) -> None:
     pm, _ = _register_city(store)
-    store.write_observations(ObservationFrame.from_arrays(
-        [pm[0]] * 3, _hours(3) // HOUR * HOUR, [10.0, 999.0, 20.0], [0, int(Flag.SPIKE), 0]))
+    store.write_observations(
+        ObservationFrame.from_arrays(
+            [pm[0]] * 3, _hours(3) // HOUR * HOUR, [10.0, 999.0, 20.0], [0, int(Flag.SPIKE), 0]
+        )
+    )
     rows = store.aggregate(bucket="day", by="datastream", exclude_flags=int(Flag.SPIKE))
     assert rows.column("mean").to_pylist() == [15.0]
     with pytest.raises(ValueError, match="cannot group by"):
@@ -122,8 +158,11 @@ def test_aggregate_can_exclude_flagged(store: Store) -> None:
 def test_quarantine_and_stats(store: Store) -> None:
     pm, temp = _register_city(store)
     store.write_quarantine([QuarantineRecord("test", "a.csv", 7, "x,y", "not a number")])
-    store.write_observations(ObservationFrame.from_arrays(
-        [pm[0], pm[1], temp[0]], _hours(3), [1.0, 2.0, 3.0], [int(Flag.RANGE), 0, 0]))
+    store.write_observations(
+        ObservationFrame.from_arrays(
+            [pm[0], pm[1], temp[0]], _hours(3), [1.0, 2.0, 3.0], [int(Flag.RANGE), 0, 0]
+        )
+    )
     (record,) = store.quarantined(feed="test")
     assert (record.source, record.line, record.reason) == ("a.csv", 7, "not a number")
     assert store.quarantined(feed="other") == []

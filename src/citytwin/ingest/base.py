@@ -63,8 +63,12 @@ class Readings:
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> Readings:
         return Readings(
-            self.things, self.thing_index[index], self.time[index],
-            {k: v[index] for k, v in self.values.items()}, self.line[index], self.period,
+            self.things,
+            self.thing_index[index],
+            self.time[index],
+            {k: v[index] for k, v in self.values.items()},
+            self.line[index],
+            self.period,
             {k: v[index] for k, v in self.source_flags.items()},
         )
 
@@ -94,7 +98,8 @@ class FeedReader(Protocol):
     def __call__(self, path: str, /, **options: Any) -> Iterator[FeedBatch]: ...
 
 
-def reject_rows(mask: NDArray[np.bool_], line: NDArray[np.int64], text: Any,
-                reason: str) -> list[Reject]:
+def reject_rows(
+    mask: NDArray[np.bool_], line: NDArray[np.int64], text: Any, reason: str
+) -> list[Reject]:
     """Rejects for the rows ``mask`` selects; ``text(line)`` gives a line's raw text."""
     return [Reject(int(n), text(int(n)), reason) for n in line[mask]]

@@ -97,9 +97,9 @@ class Ingestor:
         flags = check_quality(readings, now_us=int(_time.time() * 1e6))
         frame = _to_frame(readings, flags, ids)
         result = self.store.write_observations(frame)
-        self.store.write_quarantine([
-            QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason) for r in rejects
-        ])
+        self.store.write_quarantine(
+            [QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason) for r in rejects]
+        )
         summary.stored = result.inserted
         summary.duplicates = result.duplicates + duplicate_values
         summary.flagged = int(np.count_nonzero(frame.quality))
@@ -119,32 +119,42 @@ class Ingestor:
         for number, spec in enumerate(readings.things):
             if not present[number]:
                 continue
-            thing = Thing(key=spec.key, name=spec.name, description=spec.description,
-                          properties=spec.properties)
+            thing = Thing(
+                key=spec.key,
+                name=spec.name,
+                description=spec.description,
+                properties=spec.properties,
+            )
             entities.append(thing)
             entities.extend(_location(spec, thing, first_seen[number]))
         for key, values in readings.values.items():
             prop = get_property(key)
-            observed = prop.to_sta()
+            observed, unit = prop.to_sta(), prop.unit.to_sta()
             entities.append(observed)
             has_value = np.zeros(len(readings.things), bool)
             has_value[readings.thing_index[~np.isnan(values)]] = True
             ids[key] = np.array(
                 [stable_id("Datastream", datastream_key(t.key, key)) for t in readings.things],
-                np.int64)
+                np.int64,
+            )
             for index in np.flatnonzero(has_value):
                 thing_spec = readings.things[int(index)]
-                entities.append(Datastream(
-                    key=datastream_key(thing_spec.key, key),
-                    name=f"{thing_spec.name} {prop.name}",
-                    description=f"{prop.name} measured by {thing_spec.name}",
-                    unit_of_measurement=prop.unit.to_sta(),
-                    properties={"feed": batch.feed, "observedProperty": key,
-                                "period": readings.period},
-                    thing_id=stable_id("Thing", thing_spec.key),
-                    sensor_id=sensor.id or 0,
-                    observed_property_id=observed.id or 0,
-                ))
+                entities.append(
+                    Datastream(
+                        key=datastream_key(thing_spec.key, key),
+                        name=f"{thing_spec.name} {prop.name}",
+                        description=f"{prop.name} measured by {thing_spec.name}",
+                        unit_of_measurement=unit,
+                        properties={
+                            "feed": batch.feed,
+                            "observedProperty": key,
+                            "period": readings.period,
+                        },
+                        thing_id=stable_id("Thing", thing_spec.key),
+                        sensor_id=sensor.id or 0,
+                        observed_property_id=observed.id or 0,
+                    )
+                )
         fresh = [e for e in entities if (type(e).__name__, e.id or 0) not in self._registered]
         self.store.register(fresh)
         self._registered.update((type(e).__name__, e.id or 0) for e in fresh)
@@ -152,17 +162,26 @@ class Ingestor:
 
 
 def _sensor(spec: SensorSpec) -> Sensor:
-    return Sensor(key=spec.key, name=spec.name, description=spec.description,
-                  metadata=spec.metadata)
+    return Sensor(
+        key=spec.key, name=spec.name, description=spec.description, metadata=spec.metadata
+    )
 
 
 def _location(spec: ThingSpec, thing: Thing, first_us: int) -> list[Entity]:
     if spec.lon is None or spec.lat is None:
         return []
-    location = Location(key=f"{spec.key}/location", name=f"{spec.name} location",
-                        location=Point(coordinates=[spec.lon, spec.lat]), thing_id=thing.id)
-    history = HistoricalLocation(key=f"{spec.key}/location@{first_us}", time=from_micros(first_us),
-                                 thing_id=thing.id or 0, location_id=location.id or 0)
+    location = Location(
+        key=f"{spec.key}/location",
+        name=f"{spec.name} location",
+        location=Point(coordinates=[spec.lon, spec.lat]),
+        thing_id=thing.id,
+    )
+    history = HistoricalLocation(
+        key=f"{spec.key}/location@{first_us}",
+        time=from_micros(first_us),
+        thing_id=thing.id or 0,
+        location_id=location.id or 0,
+    )
     return [location, history]
 
 
@@ -177,8 +196,11 @@ def _settle_duplicates(
 ) -> tuple[Readings, int, list[Reject]]:
     """Same (thing, time) twice in one batch: identical rows are duplicates; differing rows
     are quarantined (the first one stays, flagged DUPLICATE)."""
-    same = np.r_[False, (readings.thing_index[1:] == readings.thing_index[:-1])
-                 & (readings.time[1:] == readings.time[:-1])]
+    same = np.r_[
+        False,
+        (readings.thing_index[1:] == readings.thing_index[:-1])
+        & (readings.time[1:] == readings.time[:-1]),
+    ]
     if not same.any():
         return readings, 0, []
     group_first = np.maximum.accumulate(np.where(~same, np.arange(len(same)), 0))
@@ -188,12 +210,16 @@ def _settle_duplicates(
         differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
     identical = same & ~differs
     conflict = same & differs
-    duplicate_values = sum(int(np.count_nonzero(~np.isnan(v[identical])))
-                           for v in readings.values.values())
+    duplicate_values = sum(
+        int(np.count_nonzero(~np.isnan(v[identical]))) for v in readings.values.values()
+    )
     rejects = [
-        Reject(int(readings.line[i]), line_text(int(readings.line[i])) if line_text else "",
-               f"same sensor and time as line {int(readings.line[group_first[i]])} "
-               "but different values; the first is kept")
+        Reject(
+            int(readings.line[i]),
+            line_text(int(readings.line[i])) if line_text else "",
+            f"same sensor and time as line {int(readings.line[group_first[i]])} "
+            "but different values; the first is kept",
+        )
         for i in np.flatnonzero(conflict)
     ]
     flagged_first = np.zeros(len(same), bool)
@@ -205,15 +231,20 @@ def _settle_duplicates(
     return kept, duplicate_values, rejects
 
 
-def _to_frame(readings: Readings, flags: dict[str, NDArray[np.int32]],
-              ids: dict[str, NDArray[np.int64]]) -> ObservationFrame:
+def _to_frame(
+    readings: Readings, flags: dict[str, NDArray[np.int32]], ids: dict[str, NDArray[np.int64]]
+) -> ObservationFrame:
     """Unpivot wide readings into one long frame, property by property (each part stays
     grouped by datastream and ordered by time, which lets the store skip a sort)."""
     duplicate = readings.source_flags.get("__duplicate__")
     present = {key: ~np.isnan(values) for key, values in readings.values.items()}
     total = sum(int(np.count_nonzero(mask)) for mask in present.values())
-    out = ObservationFrame(np.empty(total, np.int64), np.empty(total, np.int64),
-                           np.empty(total, np.float64), np.empty(total, np.int32))
+    out = ObservationFrame(
+        np.empty(total, np.int64),
+        np.empty(total, np.int64),
+        np.empty(total, np.float64),
+        np.empty(total, np.int32),
+    )
     start = 0
     for key, values in readings.values.items():
         mask = present[key]
@@ -223,8 +254,11 @@ def _to_frame(readings: Readings, flags: dict[str, NDArray[np.int32]],
         np.take(ids[key], readings.thing_index[pick], out=out.datastream_id[start:end])
         out.phenomenon_time[start:end] = readings.time[pick]
         out.result[start:end] = values[pick]
-        bits = flags[key] if duplicate is None else flags[key] | np.where(
-            duplicate, np.int32(Flag.DUPLICATE), np.int32(0))
+        bits = (
+            flags[key]
+            if duplicate is None
+            else flags[key] | np.where(duplicate, np.int32(Flag.DUPLICATE), np.int32(0))
+        )
         out.quality[start:end] = bits[pick]
         start = end
     return out

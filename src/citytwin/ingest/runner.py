@@ -42,8 +42,9 @@ def ingest_paths(
             if on_progress:
                 on_progress(done, total, Path(path).name)
             try:
-                for batch in read_feed(feed, path, max_bytes=settings.max_input_bytes,
-                                       **(options or {})):
+                for batch in read_feed(
+                    feed, path, max_bytes=settings.max_input_bytes, **(options or {})
+                ):
                     report.add(ingestor.write(batch))
                 report.feeds[feed].files += 1
             except CitytwinError as exc:

@@ -40,7 +40,8 @@ from citytwin.ingest.timeparse import HOUR_US, kst_from_digits, kst_from_strings
 
 FEED = "sdot"
 SENSOR = SensorSpec(
-    "sdot:sensor", "S-DoT urban data sensor",
+    "sdot:sensor",
+    "S-DoT urban data sensor",
     "Smart Seoul Data of Things multi-sensor (PM, climate, light, noise, vibration, gas)",
 )
 
@@ -89,21 +90,48 @@ RAW_2020: dict[str, tuple[str, Scale]] = {
 
 # hourly exports: physical values; header names are matched without spaces and units
 HOURLY: dict[str, str] = {
-    "초미세먼지": "pm25", "미세먼지": "pm10", "기온": "air_temperature",
-    "상대습도": "relative_humidity", "풍향": "wind_direction", "풍속": "wind_speed",
-    "돌풍 풍향": "gust_direction", "돌풍 풍속": "gust_speed", "조도": "illuminance",
-    "자외선": "uv_index", "소음": "noise",
-    "진동(x)": "acceleration_x", "진동(y)": "acceleration_y", "진동(z)": "acceleration_z",
-    "진동(x) 최대": "acceleration_x_max", "진동(y) 최대": "acceleration_y_max",
-    "진동(z) 최대": "acceleration_z_max", "흑구 온도": "black_globe_temperature",
-    "초미세먼지 보정": "pm25_corrected", "미세먼지 보정": "pm10_corrected",
-    "이산화질소": "no2", "일산화탄소": "co", "아황산가스": "so2", "암모니아": "nh3",
-    "황화수소": "h2s", "오존": "o3", "방문자수": "visitor_count",
+    "초미세먼지": "pm25",
+    "미세먼지": "pm10",
+    "기온": "air_temperature",
+    "상대습도": "relative_humidity",
+    "풍향": "wind_direction",
+    "풍속": "wind_speed",
+    "돌풍 풍향": "gust_direction",
+    "돌풍 풍속": "gust_speed",
+    "조도": "illuminance",
+    "자외선": "uv_index",
+    "소음": "noise",
+    "진동(x)": "acceleration_x",
+    "진동(y)": "acceleration_y",
+    "진동(z)": "acceleration_z",
+    "진동(x) 최대": "acceleration_x_max",
+    "진동(y) 최대": "acceleration_y_max",
+    "진동(z) 최대": "acceleration_z_max",
+    "흑구 온도": "black_globe_temperature",
+    "초미세먼지 보정": "pm25_corrected",
+    "미세먼지 보정": "pm10_corrected",
+    "이산화질소": "no2",
+    "일산화탄소": "co",
+    "아황산가스": "so2",
+    "암모니아": "nh3",
+    "황화수소": "h2s",
+    "오존": "o3",
+    "방문자수": "visitor_count",
 }
 SERIAL = ("시리얼", "serial", "시리얼번호")
 TIME = ("측정시간", "전송시간", "측정일시", "datetime", "time")
 DATE, HOUR = ("date", "측정일자", "일자"), ("hour", "시간", "측정시")
-IGNORED = ("모델명", "등록 일시", "등록일시", "등록일자", "구분", "지역", "자치구", "행정동", "model")
+IGNORED = (
+    "모델명",
+    "등록 일시",
+    "등록일시",
+    "등록일자",
+    "구분",
+    "지역",
+    "자치구",
+    "행정동",
+    "model",
+)
 
 
 _UNIT = re.compile(r"^([a-z0-9µu°%/.·²³-]+|명|개|회)$")
@@ -141,17 +169,22 @@ def detect_layout(names: list[str], source: str) -> _Layout:
     by_name = {normalize_name(n): n for n in names}
     raw_hits = [n for n in names if normalize_name(n) in exact or _strip_unit(n) in exact]
     hourly = {normalize_name(k): v for k, v in HOURLY.items()}
-    generation = "2020" if any(normalize_name(n) == normalize_name("미세먼지2.5(초미세먼지)")
-                               for n in names) else "hourly"
+    generation = (
+        "2020"
+        if any(normalize_name(n) == normalize_name("미세먼지2.5(초미세먼지)") for n in names)
+        else "hourly"
+    )
 
     def find(options: tuple[str, ...]) -> str | None:
-        return next((by_name[normalize_name(o)] for o in options if normalize_name(o) in by_name),
-                    None)
+        return next(
+            (by_name[normalize_name(o)] for o in options if normalize_name(o) in by_name), None
+        )
 
     serial = find(SERIAL)
     if serial is None:
-        raise FeedError(source, f"no sensor serial column; expected one of {SERIAL}, "
-                        f"found {names}", line=1)
+        raise FeedError(
+            source, f"no sensor serial column; expected one of {SERIAL}, found {names}", line=1
+        )
     values: dict[str, tuple[str, Scale]] = {}
     for name in names:
         if generation == "2020" and name in raw_hits:
@@ -161,11 +194,16 @@ def detect_layout(names: list[str], source: str) -> _Layout:
             values[name] = (hourly[_strip_unit(name)], _identity)
     time, date, hour = find(TIME), find(DATE), find(HOUR)
     if time is None and not (date and hour):
-        raise FeedError(source, f"no time column; expected one of {TIME} or {DATE[0]}+{HOUR[0]}",
-                        line=1)
+        raise FeedError(
+            source, f"no time column; expected one of {TIME} or {DATE[0]}+{HOUR[0]}", line=1
+        )
     if not values:
-        raise FeedError(source, "no known S-DoT value column in the header "
-                        f"(e.g. '초미세먼지 (㎍/㎥)', '기온'); found {names}", line=1)
+        raise FeedError(
+            source,
+            "no known S-DoT value column in the header "
+            f"(e.g. '초미세먼지 (㎍/㎥)', '기온'); found {names}",
+            line=1,
+        )
     used = {serial, time, date, hour, *values}
     ignored = [n for n in names if n not in used]
     return _Layout(generation, serial, time, date, hour, values, ignored)
@@ -185,15 +223,19 @@ def _load_registry(path: str, mtime: float) -> dict[str, tuple[float, float]]:
                 return header.index(normalize_name(option))
         raise FeedError(path, f"registry has no {options[0]} column; header is {rows[0]}", line=1)
 
-    s, lat, lon = column("시리얼", "serial"), column("위도", "lat", "latitude"), column(
-        "경도", "lon", "longitude")
+    s, lat, lon = (
+        column("시리얼", "serial"),
+        column("위도", "lat", "latitude"),
+        column("경도", "lon", "longitude"),
+    )
     out: dict[str, tuple[float, float]] = {}
     for number, row in enumerate(rows[1:], start=2):
         try:
             out[row[s].strip()] = (float(row[lon]), float(row[lat]))
         except (ValueError, IndexError):
-            raise FeedError(path, f"expected serial, latitude, longitude; got {row}",
-                            line=number) from None
+            raise FeedError(
+                path, f"expected serial, latitude, longitude; got {row}", line=number
+            ) from None
     return out
 
 
@@ -224,30 +266,53 @@ def read_sdot(
     rejects = list(table.rejects)
     serial_codes = table.columns[layout.serial]
     no_serial = serial_codes < 0
-    rejects += reject_rows(~ok & ~no_serial, table.line, source.line_text,
-                           "time is not a valid date/time (expected yyyymmddhhmi or a date)")
+    rejects += reject_rows(
+        ~ok & ~no_serial,
+        table.line,
+        source.line_text,
+        "time is not a valid date/time (expected yyyymmddhhmi or a date)",
+    )
     rejects += reject_rows(no_serial, table.line, source.line_text, "sensor serial is empty")
     good = ok & ~no_serial
     registry_map = load_registry(registry) if registry else {}
     serials: list[str] = table.labels[layout.serial]
     things = [_thing(s, registry_map) for s in serials]
-    values = {prop: scale(table.columns[name][good]) for name, (prop, scale) in
-              layout.values.items()}
+    values = {
+        prop: scale(table.columns[name][good]) for name, (prop, scale) in layout.values.items()
+    }
     notes = [f"ignored column(s): {', '.join(layout.ignored)}"] if layout.ignored else []
-    missing = sorted({s for s in np.asarray(serials, object)[np.unique(serial_codes[good])]}
-                     - set(registry_map)) if registry else []
+    missing = (
+        sorted(set(np.asarray(serials, object)[np.unique(serial_codes[good])]) - set(registry_map))
+        if registry
+        else []
+    )
     if missing:
-        notes.append(f"{len(missing)} sensor(s) not in the registry, stored without location: "
-                     + ", ".join(missing[:5]) + (" …" if len(missing) > 5 else ""))
-    readings = Readings(things, serial_codes[good], time[good], values, table.line[good],
-                        "PT2M" if layout.generation == "2020" else "PT1H")
+        notes.append(
+            f"{len(missing)} sensor(s) not in the registry, stored without location: "
+            + ", ".join(missing[:5])
+            + (" …" if len(missing) > 5 else "")
+        )
+    readings = Readings(
+        things,
+        serial_codes[good],
+        time[good],
+        values,
+        table.line[good],
+        "PT2M" if layout.generation == "2020" else "PT1H",
+    )
     yield FeedBatch(FEED, path, SENSOR, readings, rejects, notes, source.size, source.line_text)
 
 
 def _thing(serial: str, registry: dict[str, tuple[float, float]]) -> ThingSpec:
     lon, lat = registry.get(serial, (None, None))
-    return ThingSpec(f"{FEED}:{serial}", f"S-DoT {serial}", "Smart Seoul Data of Things sensor",
-                     lon, lat, {"feed": FEED, "serial": serial})
+    return ThingSpec(
+        f"{FEED}:{serial}",
+        f"S-DoT {serial}",
+        "Smart Seoul Data of Things sensor",
+        lon,
+        lat,
+        {"feed": FEED, "serial": serial},
+    )
 
 
 def _times(table: Table, layout: _Layout) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
@@ -274,4 +339,4 @@ def _text_times(table: Table, name: str) -> tuple[NDArray[np.int64], NDArray[np.
     return micros[codes], ok[codes] & (codes >= 0)
 
 
-__all__ = ["FEED", "RAW_2020", "HOURLY", "Reject", "detect_layout", "load_registry", "read_sdot"]
+__all__ = ["FEED", "HOURLY", "RAW_2020", "Reject", "detect_layout", "load_registry", "read_sdot"]

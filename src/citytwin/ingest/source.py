@@ -12,7 +12,6 @@ and raw text for every rejected row. A clean file never pays for the dirty-file 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import re
 import unicodedata
@@ -66,7 +65,9 @@ class Source:
     def line_text(self, line: int) -> str:
         """Raw text of a 1-based physical line (dirty-file path only)."""
         lines = self._lines
-        return lines[line - 1].rstrip(b"\r").decode("utf-8", "replace") if line <= len(lines) else ""
+        return (
+            lines[line - 1].rstrip(b"\r").decode("utf-8", "replace") if line <= len(lines) else ""
+        )
 
 
 def normalize_name(name: str) -> str:
@@ -88,14 +89,16 @@ def load_source(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Sour
         raise FeedError(str(path), "is a directory; expected a file")
     size = path.stat().st_size
     if size > max_bytes:
-        raise FeedError(str(path), f"is {size:,} bytes; the limit is {max_bytes:,} (max_input_bytes)")
+        raise FeedError(
+            str(path), f"is {size:,} bytes; the limit is {max_bytes:,} (max_input_bytes)"
+        )
     return decode_bytes(str(path), path.read_bytes())
 
 
 def decode_bytes(name: str, raw: bytes) -> Source:
     """Detect the encoding of ``raw`` and return it as UTF-8 bytes."""
     if raw.startswith(UTF8_BOM):
-        raw, bom = raw[len(UTF8_BOM):], True
+        raw, bom = raw[len(UTF8_BOM) :], True
     else:
         bom = False
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -136,11 +139,14 @@ def _decode_by_line(name: str, raw: bytes) -> Source:
         try:
             decoded.append(line.decode(primary).encode("utf-8"))
         except UnicodeDecodeError as exc:
-            rejects.append(Reject(
-                number, line.decode(primary, "backslashreplace"),
-                f"bytes {line[exc.start:exc.start + 4]!r} at column {exc.start + 1} are not valid "
-                f"{primary.upper()} (the file's encoding) nor any other supported encoding",
-            ))
+            rejects.append(
+                Reject(
+                    number,
+                    line.decode(primary, "backslashreplace"),
+                    f"bytes {line[exc.start : exc.start + 4]!r} at column {exc.start + 1} are not "
+                    f"valid {primary.upper()} (the file's encoding) nor any other supported one",
+                )
+            )
             decoded.append(b"")  # keep the line count so later line numbers stay true
     logger.warning("%s: %d undecodable line(s), decoded as %s", name, len(rejects), primary)
     return Source(name, b"\n".join(decoded), primary, rejects)
@@ -174,8 +180,12 @@ class Table:
         return int(self.line.shape[0])
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.intp]) -> Table:
-        return Table({k: v[index] for k, v in self.columns.items()}, self.line[index],
-                     self.rejects, self.labels)
+        return Table(
+            {k: v[index] for k, v in self.columns.items()},
+            self.line[index],
+            self.rejects,
+            self.labels,
+        )
 
     def text(self, name: str) -> NDArray[np.object_]:
         """A text column decoded to strings ('' for empty cells)."""
@@ -211,8 +221,11 @@ def read_table(
     strings = dict.fromkeys(types, pa.string())
     table, bad = _parse(body, names, strings, threads=False)
     rejects = [
-        Reject(r.number + header_line if r.number is not None else None, r.text,
-               f"expected {r.expected} columns, found {r.actual}")
+        Reject(
+            r.number + header_line if r.number is not None else None,
+            r.text,
+            f"expected {r.expected} columns, found {r.actual}",
+        )
         for r in bad
     ]
     return _convert(source, table, types, header_line, rejects)
@@ -240,7 +253,9 @@ def _parse(
         read_options=pacsv.ReadOptions(column_names=names, use_threads=threads),
         parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, ignore_empty_lines=False),
         convert_options=pacsv.ConvertOptions(
-            column_types=types, include_columns=list(types), strings_can_be_null=True,
+            column_types=types,
+            include_columns=list(types),
+            strings_can_be_null=True,
             quoted_strings_can_be_null=True,
         ),
     )
@@ -307,7 +322,9 @@ def _convert(
             problems.setdefault(int(index), []).append(
                 f"column {name!r}: {column[int(index)].as_py()!r} is not a number"
             )
-        cleaned = pc.if_else(pc.or_(empty.fill_null(True), bad), pa.scalar(None, pa.string()), column)
+        cleaned = pc.if_else(
+            pc.or_(empty.fill_null(True), bad), pa.scalar(None, pa.string()), column
+        )
         converted[name] = cleaned.cast(pa.float64()).cast(dtype)
     out = _finish(source, pa.table(converted), types, header_line, list(rejects), reject_lines)
     if problems:

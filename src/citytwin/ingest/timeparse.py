@@ -65,8 +65,9 @@ def kst_from_digits(values: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArr
     """``yyyymmddhhmi`` (12 digits), ``yyyymmddhh`` (10) or ``yyyymmdd`` (8) integers in KST."""
     values = np.asarray(values, np.int64)
     digits = np.where(values > 0, np.floor(np.log10(np.maximum(values, 1))).astype(np.int64) + 1, 0)
-    scaled = np.select([digits == 12, digits == 10, digits == 8],
-                       [values, values * 100, values * 10_000], -1)
+    scaled = np.select(
+        [digits == 12, digits == 10, digits == 8], [values, values * 100, values * 10_000], -1
+    )
     year, rest = np.divmod(scaled, 100_000_000)
     month, rest = np.divmod(rest, 1_000_000)
     day, rest = np.divmod(rest, 10_000)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -21,15 +22,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from citytwin.model.geojson import Geometry
 
 GEOJSON = "application/geo+json"
-OM_MEASUREMENT = (
-    "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
-)
+OM_MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement"
 SENSOR_ENCODING_PDF = "application/pdf"
 SENSOR_ENCODING_SENSORML = "http://www.opengis.net/doc/IS/SensorML/2.0"
 
 _ID_BITS = 53  # JavaScript clients read @iot.id as a double: keep ids exact there
 
 
+@lru_cache(maxsize=65536)
 def stable_id(kind: str, key: str) -> int:
     """A positive 53-bit integer id for an entity of ``kind`` with natural ``key``.
 

@@ -98,9 +98,7 @@ class ObservationFrame:
     def concat(cls, frames: Sequence[ObservationFrame]) -> ObservationFrame:
         if not frames:
             return cls.empty()
-        return cls(
-            *(np.concatenate([getattr(f, name) for f in frames]) for name in cls.__slots__)
-        )
+        return cls(*(np.concatenate([getattr(f, name) for f in frames]) for name in cls.__slots__))
 
     def take(self, index: NDArray[np.intp] | NDArray[np.bool_]) -> ObservationFrame:
         """Rows selected by an integer index or a boolean mask."""
@@ -260,9 +258,9 @@ class Store(ABC):
         """Keep records that could not be parsed, with their reason."""
 
     @abstractmethod
-    def quarantined(self, *, feed: str | None = None, limit: int | None = None) -> list[
-        QuarantineRecord
-    ]:
+    def quarantined(
+        self, *, feed: str | None = None, limit: int | None = None
+    ) -> list[QuarantineRecord]:
         """Quarantined records, oldest first."""
 
     @abstractmethod

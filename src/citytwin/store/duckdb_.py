@@ -84,21 +84,39 @@ def _prop(name: str) -> Callable[[Any], Any]:
 
 
 _TABLES: dict[type[Entity], _Table] = {
-    Thing: _Table("things", {"feed": ("VARCHAR", _prop("feed")),
-                             "properties": ("JSON", lambda e: json.dumps(e.properties))}),
-    Location: _Table("locations", {"thing_id": ("BIGINT", lambda e: e.thing_id),
-                                   "geojson": ("JSON", lambda e: e.location.model_dump_json())}),
-    HistoricalLocation: _Table("historical_locations", {
-        "thing_id": ("BIGINT", lambda e: e.thing_id),
-        "location_id": ("BIGINT", lambda e: e.location_id)}),
+    Thing: _Table(
+        "things",
+        {
+            "feed": ("VARCHAR", _prop("feed")),
+            "properties": ("JSON", lambda e: json.dumps(e.properties)),
+        },
+    ),
+    Location: _Table(
+        "locations",
+        {
+            "thing_id": ("BIGINT", lambda e: e.thing_id),
+            "geojson": ("JSON", lambda e: e.location.model_dump_json()),
+        },
+    ),
+    HistoricalLocation: _Table(
+        "historical_locations",
+        {
+            "thing_id": ("BIGINT", lambda e: e.thing_id),
+            "location_id": ("BIGINT", lambda e: e.location_id),
+        },
+    ),
     Sensor: _Table("sensors", {}),
     ObservedProperty: _Table("observed_properties", {}),
-    Datastream: _Table("datastreams", {
-        "thing_id": ("BIGINT", lambda e: e.thing_id),
-        "sensor_id": ("BIGINT", lambda e: e.sensor_id),
-        "observed_property_id": ("BIGINT", lambda e: e.observed_property_id),
-        "feed": ("VARCHAR", _prop("feed")),
-        "observed_property": ("VARCHAR", _prop("observedProperty"))}),
+    Datastream: _Table(
+        "datastreams",
+        {
+            "thing_id": ("BIGINT", lambda e: e.thing_id),
+            "sensor_id": ("BIGINT", lambda e: e.sensor_id),
+            "observed_property_id": ("BIGINT", lambda e: e.observed_property_id),
+            "feed": ("VARCHAR", _prop("feed")),
+            "observed_property": ("VARCHAR", _prop("observedProperty")),
+        },
+    ),
     FeatureOfInterest: _Table("features_of_interest", {}),
 }
 
@@ -199,19 +217,22 @@ class DuckDBStore(Store):
         }
         for column, (_, getter) in table.columns.items():
             data[column] = [getter(e) for e in unique]
-        batch = pa.table(data)  # noqa: F841  (scanned by name below)
+        self._con.register("batch", pa.table(data))
         clash = self._con.execute(
             f"SELECT t.id, t.key, b.key FROM {table.name} t JOIN batch b USING (id) "
             "WHERE t.key IS DISTINCT FROM b.key LIMIT 1"
         ).fetchone()
         if clash:
-            raise IdentityConflictError(f"{table.name} id {clash[0]}: keys {clash[1]!r}, {clash[2]!r}")
+            raise IdentityConflictError(
+                f"{table.name} id {clash[0]}: keys {clash[1]!r}, {clash[2]!r}"
+            )
         names = ", ".join(data)
         updates = ", ".join(f"{c} = excluded.{c}" for c in data if c != "id")
         self._con.execute(
             f"INSERT INTO {table.name} ({names}) SELECT {names} FROM batch "
             f"ON CONFLICT (id) DO UPDATE SET {updates}"
         )
+        self._con.unregister("batch")
 
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
         table = _TABLES[kind].name
@@ -229,7 +250,7 @@ class DuckDBStore(Store):
         if not len(frame):
             return WriteResult(0, 0)
         unique = frame if _grouped_and_unique(frame) else _dedupe(frame.sorted())
-        staged = unique.to_arrow()  # noqa: F841  (scanned by name below)
+        self._con.register("staged", unique.to_arrow())
         lo, hi = int(unique.phenomenon_time.min()), int(unique.phenomenon_time.max())
         bounds = [np.datetime64(lo, "us").item(), np.datetime64(hi, "us").item()]
         self._con.execute("BEGIN")
@@ -242,7 +263,8 @@ class DuckDBStore(Store):
                 self._con.execute(
                     "INSERT INTO observations SELECT s.* FROM staged s ANTI JOIN ("
                     "  SELECT datastream_id, phenomenon_time FROM observations"
-                    "  WHERE phenomenon_time BETWEEN ? AND ?) o USING (datastream_id, phenomenon_time)",
+                    "  WHERE phenomenon_time BETWEEN ? AND ?) o"
+                    "  USING (datastream_id, phenomenon_time)",
                     bounds,
                 )
             else:
@@ -252,6 +274,8 @@ class DuckDBStore(Store):
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
+        finally:
+            self._con.unregister("staged")
         count = int(inserted[0]) if inserted else 0
         return WriteResult(count, len(frame) - count)
 
@@ -313,8 +337,12 @@ class DuckDBStore(Store):
             "observed_property": "d.observed_property",
         }.get(by, "json_extract_string(t.properties, ?)")
         group_params: list[Any] = [] if thing_property is None else [f"$.{thing_property}"]
-        filters = [where.replace("datastream_id", "o.datastream_id").replace(
-            "phenomenon_time", "o.phenomenon_time"), "(o.quality & ?) = 0"]
+        filters = [
+            where.replace("datastream_id", "o.datastream_id").replace(
+                "phenomenon_time", "o.phenomenon_time"
+            ),
+            "(o.quality & ?) = 0",
+        ]
         filter_params: list[Any] = [*params, exclude_flags]
         if observed_property is not None:
             filters.append("d.observed_property = ?")
@@ -330,7 +358,7 @@ class DuckDBStore(Store):
             LEFT JOIN datastreams d ON d.id = o.datastream_id
             LEFT JOIN things t ON t.id = d.thing_id,
             LATERAL (SELECT {group_sql} AS grp)
-            WHERE {' AND '.join(filters)}
+            WHERE {" AND ".join(filters)}
             GROUP BY ALL ORDER BY ALL"""
         table = self._con.execute(
             sql, [BUCKET_MICROS[bucket], *group_params, *filter_params]
@@ -341,16 +369,24 @@ class DuckDBStore(Store):
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
         if not records:
             return
-        batch = pa.table({  # noqa: F841  (scanned by name below)
-            "feed": [r.feed for r in records], "source": [r.source for r in records],
-            "line": pa.array([r.line for r in records], pa.int64()),
-            "raw": [r.raw for r in records], "reason": [r.reason for r in records],
-            "recorded_at": [r.recorded_at for r in records],
-        })
+        self._con.register(
+            "batch",
+            pa.table(
+                {
+                    "feed": [r.feed for r in records],
+                    "source": [r.source for r in records],
+                    "line": pa.array([r.line for r in records], pa.int64()),
+                    "raw": [r.raw for r in records],
+                    "reason": [r.reason for r in records],
+                    "recorded_at": [r.recorded_at for r in records],
+                }
+            ),
+        )
         self._con.execute(
             "INSERT INTO quarantine (feed, source, line, raw, reason, recorded_at) "
             "SELECT * FROM batch"
         )
+        self._con.unregister("batch")
 
     def quarantined(
         self, *, feed: str | None = None, limit: int | None = None
@@ -360,8 +396,10 @@ class DuckDBStore(Store):
             "WHERE ?::VARCHAR IS NULL OR feed = ? ORDER BY id LIMIT ?",
             [feed, feed, limit if limit is not None else 2**62],
         ).fetchall()
-        return [QuarantineRecord(f, s, line, raw, reason, from_micros(at))
-                for f, s, line, raw, reason, at in rows]
+        return [
+            QuarantineRecord(f, s, line, raw, reason, from_micros(at))
+            for f, s, line, raw, reason, at in rows
+        ]
 
     def stats(self) -> list[FeedStats]:
         rows = self._con.execute(

@@ -66,7 +66,9 @@ class MemoryStore(Store):
 
     def write_observations(self, frame: ObservationFrame) -> WriteResult:
         keep = np.zeros(len(frame), dtype=bool)
-        for i, key in enumerate(zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist())):
+        for i, key in enumerate(
+            zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist(), strict=False)
+        ):
             if key not in self._keys:
                 self._keys.add(key)
                 keep[i] = True
@@ -133,8 +135,11 @@ class MemoryStore(Store):
         width = BUCKET_MICROS[bucket]
         groups: dict[tuple[str, str, int], list[float]] = defaultdict(list)
         for d, t, r, q in zip(
-            frame.datastream_id.tolist(), frame.phenomenon_time.tolist(),
-            frame.result.tolist(), frame.quality.tolist(), strict=True,
+            frame.datastream_id.tolist(),
+            frame.phenomenon_time.tolist(),
+            frame.result.tolist(),
+            frame.quality.tolist(),
+            strict=True,
         ):
             prop, _, value = info.get(d, ("", "", None))
             if (observed_property and prop != observed_property) or q & exclude_flags:
@@ -151,8 +156,15 @@ class MemoryStore(Store):
         rows = sorted(groups.items())
         return pa.Table.from_pylist(
             [
-                {"group": g, "observed_property": p, "bucket": from_micros(b).replace(tzinfo=None),
-                 "mean": float(np.mean(v)), "min": min(v), "max": max(v), "count": len(v)}
+                {
+                    "group": g,
+                    "observed_property": p,
+                    "bucket": from_micros(b).replace(tzinfo=None),
+                    "mean": float(np.mean(v)),
+                    "min": min(v),
+                    "max": max(v),
+                    "count": len(v),
+                }
                 for (g, p, b), v in rows
             ],
             schema=AGGREGATE_SCHEMA,
@@ -171,8 +183,12 @@ class MemoryStore(Store):
         frame = self._all()
         info = self._describe_datastreams(None)
         acc: dict[tuple[str, str], list[Any]] = {}
-        for d, t, q in zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist(),
-                           frame.quality.tolist(), strict=True):
+        for d, t, q in zip(
+            frame.datastream_id.tolist(),
+            frame.phenomenon_time.tolist(),
+            frame.quality.tolist(),
+            strict=True,
+        ):
             prop, feed, _ = info.get(d, ("", "", None))
             row = acc.setdefault((feed, prop), [set(), 0, 0, t, t])
             row[0].add(d)
