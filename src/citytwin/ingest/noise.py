@@ -30,7 +30,6 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +40,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from citytwin.errors import FeedError
 from citytwin.ingest.base import FeedBatch, Readings, SensorSpec, ThingSpec
-from citytwin.ingest.source import DEFAULT_MAX_BYTES, Reject
+from citytwin.ingest.source import DEFAULT_MAX_BYTES, Reject, check_file
 from citytwin.ingest.timeparse import HOUR_US, kst_from_parts
 
 FEED = "noise"
@@ -136,7 +135,7 @@ def read_noise(path: str, /, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[
     FeedError
         The file is missing, too large, not a valid xlsx workbook, or no sheet has the layout.
     """
-    size = _check_file(path, max_bytes)
+    size = check_file(path, max_bytes)
     sheets, warned = _load_sheets(path)
     parsed: list[_SheetData] = []
     skipped: list[str] = []
@@ -163,19 +162,6 @@ def read_noise(path: str, /, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[
             size if number == 0 else 0,
             _line_text(data.sheet),
         )
-
-
-def _check_file(path: str, max_bytes: int) -> int:
-    """The file's size, after checking it exists, is a file and is within ``max_bytes``."""
-    file = Path(path)
-    if not file.exists():
-        raise FeedError(path, "no such file")
-    if not file.is_file():
-        raise FeedError(path, "is not a file; expected an .xlsx workbook")
-    size = file.stat().st_size
-    if size > max_bytes:
-        raise FeedError(path, f"is {size:,} bytes; the limit is {max_bytes:,} (max_input_bytes)")
-    return size
 
 
 def _load_sheets(path: str) -> tuple[list[_Sheet], list[str]]:

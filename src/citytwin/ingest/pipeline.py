@@ -274,8 +274,11 @@ def ingest(
     """Write every batch; return the per-feed report."""
     ingestor = ingestor or Ingestor(store)
     report = IngestReport()
+    seen: set[str] = set()
     for batch in batches:
         summary = ingestor.write(batch)
+        summary.files = int(batch.source not in seen)
+        seen.add(batch.source)
         report.add(summary)
         if on_batch is not None:
             on_batch(batch, summary)

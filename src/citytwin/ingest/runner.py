@@ -13,8 +13,8 @@ from pathlib import Path
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
 from citytwin.ingest import read_feed
-from citytwin.ingest.pipeline import FeedSummary, Ingestor, IngestReport, sources_in
-from citytwin.store import QuarantineRecord, open_store
+from citytwin.ingest.pipeline import FeedSummary, Ingestor, IngestReport, ingest, sources_in
+from citytwin.store import QuarantineRecord, Store, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +42,11 @@ def ingest_paths(
             if on_progress:
                 on_progress(done, total, Path(path).name)
             try:
-                for batch in read_feed(
+                batches = read_feed(
                     feed, path, max_bytes=settings.max_input_bytes, **(options or {})
-                ):
-                    report.add(ingestor.write(batch))
-                report.feeds[feed].files += 1
+                )
+                for summary in ingest(batches, store, ingestor=ingestor).feeds.values():
+                    report.add(summary)
             except CitytwinError as exc:
                 if debug:
                     raise
@@ -62,7 +62,6 @@ def ingest_paths(
     return report
 
 
-def _fail(report: IngestReport, store: object, feed: str, path: str, reason: str) -> None:
+def _fail(report: IngestReport, store: Store, feed: str, path: str, reason: str) -> None:
     report.failed.append((path, reason))
-    write = getattr(store, "write_quarantine")  # noqa: B009  (typed below)
-    write([QuarantineRecord(feed, path, None, "", f"file not ingested: {reason}")])
+    store.write_quarantine([QuarantineRecord(feed, path, None, "", f"file not ingested: {reason}")])

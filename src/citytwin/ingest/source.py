@@ -80,19 +80,25 @@ def normalize_name(name: str) -> str:
     return re.sub(r"\s+", "", text).lower().replace("μ", "µ").replace("µ", "u")
 
 
-def load_source(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Source:
-    """Read a file and decode it to UTF-8 (UTF-8, UTF-8+BOM or CP949/EUC-KR)."""
+def check_file(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    """The size of an input file, after checking it exists, is a file and is within the limit."""
     path = Path(path)
     if not path.exists():
         raise FeedError(str(path), "no such file")
-    if path.is_dir():
-        raise FeedError(str(path), "is a directory; expected a file")
+    if not path.is_file():
+        raise FeedError(str(path), "is not a regular file; expected a data file")
     size = path.stat().st_size
     if size > max_bytes:
         raise FeedError(
             str(path), f"is {size:,} bytes; the limit is {max_bytes:,} (max_input_bytes)"
         )
-    return decode_bytes(str(path), path.read_bytes())
+    return size
+
+
+def load_source(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Source:
+    """Read a file and decode it to UTF-8 (UTF-8, UTF-8+BOM or CP949/EUC-KR)."""
+    check_file(path, max_bytes)
+    return decode_bytes(str(path), Path(path).read_bytes())
 
 
 def decode_bytes(name: str, raw: bytes) -> Source:
