@@ -20,6 +20,7 @@ from citytwin.ingest.base import FeedBatch, FeedReader
 FEEDS: dict[str, str] = {
     "sdot": "citytwin.ingest.sdot:read_sdot",
     "kma": "citytwin.ingest.kma:read_kma",
+    "kma-stations": "citytwin.ingest.kma:read_kma_stations",
     "noise": "citytwin.ingest.noise:read_noise",
     "generic": "citytwin.ingest.generic:read_generic",
 }

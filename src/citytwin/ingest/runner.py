@@ -13,7 +13,7 @@ from pathlib import Path
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
 from citytwin.ingest import read_feed
-from citytwin.ingest.pipeline import FeedSummary, Ingestor, IngestReport, ingest, sources_in
+from citytwin.ingest.pipeline import Ingestor, IngestReport, ingest, sources_in
 from citytwin.store import QuarantineRecord, Store, open_store
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ def ingest_paths(
     files = sources_in(paths)
     sizes = {f: Path(f).stat().st_size if Path(f).is_file() else 0 for f in files}
     total, done = sum(sizes.values()), 0
-    report = IngestReport()
-    report.feeds[feed] = FeedSummary(feed)
+    report = IngestReport()  # rows appear per feed name a batch reports (generic: the mapping's)
     with open_store(settings.store_url) as store:
         ingestor = Ingestor(store)
         for path in files:

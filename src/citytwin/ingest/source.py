@@ -216,8 +216,9 @@ def read_table(
     for _ in range(header_line):
         offset = source.data.find(b"\n", offset) + 1 or len(source.data)
     body = pa.py_buffer(source.data)[offset:]  # zero-copy view of the body
-    if _NON_SPACE.search(source.data, offset) is None:
-        return Table({c: np.empty(0) for c in types}, np.empty(0, np.int64), list(source.rejects))
+    if _NON_SPACE.search(source.data, offset) is None:  # header only: typed, empty columns
+        empty = pa.table({name: pa.array([], dtype) for name, dtype in types.items()})
+        return _finish(source, empty, types, header_line, [], [])
     try:
         table, bad = _parse(body, names, types, threads=True)
         if not bad:
@@ -289,10 +290,10 @@ def _finish(
     for name, dtype in types.items():
         column = table.column(name)
         if pa.types.is_floating(dtype):
-            columns[name] = column.to_numpy().astype(np.float64, copy=False)
+            columns[name] = _numbers(column, np.float64, float("nan"))
             blank &= np.isnan(columns[name])
         elif pa.types.is_integer(dtype):
-            columns[name] = column.fill_null(-1).to_numpy()
+            columns[name] = _numbers(column, np.int64, -1)
             blank &= columns[name] == -1
         else:
             encoded = pc.dictionary_encode(pc.if_else(pc.equal(column, ""), None, column))
@@ -302,6 +303,21 @@ def _finish(
             blank &= columns[name] == -1
     result = Table(columns, lines, [*source.rejects, *rejects], labels)
     return result.take(~blank) if blank.any() else result
+
+
+def _numbers(column: pa.ChunkedArray, dtype: type[np.generic], null: float) -> NDArray[Any]:
+    """A numeric Arrow column as one numpy array, nulls replaced by ``null``.
+
+    Reads each chunk's value buffer directly: ``ChunkedArray.to_numpy`` is ~6× slower on the
+    dozens of chunks a multithreaded CSV read produces.
+    """
+    width = np.dtype(dtype).itemsize
+    parts = []
+    for chunk in column.cast(pa.from_numpy_dtype(dtype)).chunks:
+        if chunk.null_count:
+            chunk = pc.fill_null(chunk, pa.scalar(null, chunk.type))
+        parts.append(np.frombuffer(chunk.buffers()[1], dtype, len(chunk), chunk.offset * width))
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 
 def _convert(
