@@ -151,15 +151,15 @@ def test_airkorea_preset_stores_every_value(tmp_path: Path) -> None:
         assert no2 == pytest.approx([0.038, 0.041, 0.043, 0.040])  # ppm, unchanged
 
 
-def test_airkorea_hour_24_is_midnight_of_the_next_day(tmp_path: Path) -> None:
-    """측정일시 2024010124 = 2024-01-02 00:00 KST = 2024-01-01 15:00 UTC."""
+def test_airkorea_hour_24_is_the_last_hour_of_the_day(tmp_path: Path) -> None:
+    """측정일시 2024010124 is the hour 23:00–24:00 KST, stored from 2024-01-01 14:00 UTC."""
     path = _write_airkorea(tmp_path / "AirKorea.csv", _airkorea_rows())
     with open_store("memory://") as store:
         ingest(read_feed("generic", str(path), mapping="airkorea"), store)
         times, pm10 = _series(store, "airkorea:111121", "pm10")
-    assert times == [_utc(2024, 1, 1, 13), _utc(2024, 1, 1, 14), _utc(2024, 1, 1, 15),
-                     _utc(2024, 1, 1, 16)]  # fmt: skip
-    assert pm10[times.index(_utc(2024, 1, 1, 15))] == 58.0  # the 2024010124 row
+    assert times == [_utc(2024, 1, 1, 12), _utc(2024, 1, 1, 13), _utc(2024, 1, 1, 14),
+                     _utc(2024, 1, 1, 15)]  # fmt: skip
+    assert pm10[times.index(_utc(2024, 1, 1, 14))] == 58.0  # the 2024010124 row
 
 
 def test_topis_preset_turns_each_hour_column_into_a_reading(tmp_path: Path) -> None:

@@ -72,7 +72,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -95,8 +94,8 @@ from citytwin.ingest.timeparse import (
     HOUR_US,
     KST_OFFSET_US,
     MINUTE_US,
-    STRING_FORMATS,
-    kst_from_parts,
+    format_regex,
+    parse_local,
 )
 from citytwin.model.vocabulary import get_property
 
@@ -148,96 +147,7 @@ def unit_conversion(property_key: str, unit: str | None) -> tuple[float, float]:
 
 # --- times ---------------------------------------------------------------------------------------
 
-NAMED_FORMATS = {
-    "yyyymmddhhmi": "%Y%m%d%H%M",
-    "yyyymmddhhmm": "%Y%m%d%H%M",
-    "yyyymmddhh": "%Y%m%d%H",
-    "yyyymmdd": "%Y%m%d",
-}
-_DIRECTIVES = {"Y": "year", "m": "month", "d": "day", "H": "hour", "M": "minute", "S": "second"}
 _DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
-
-
-def format_regex(fmt: str) -> str:
-    """A strptime-style or named format → an anchored regex with one named group per field.
-
-    Fields next to another field are fixed width (``%Y%m%d%H``); others take one or two digits.
-
-    Raises
-    ------
-    ValueError
-        For a directive other than ``%Y %m %d %H %M %S``, a repeated field or no full date.
-    """
-    pattern = NAMED_FORMATS.get(fmt.lower(), fmt)
-    tokens = [t for t in re.split(r"(%.)", pattern) if t]
-    is_field = [len(t) == 2 and t[0] == "%" and t != "%%" for t in tokens]
-    parts: list[str] = []
-    seen: set[str] = set()
-    for i, token in enumerate(tokens):
-        if not is_field[i]:
-            parts.append(re.escape("%" if token == "%%" else token))
-            continue
-        name = _DIRECTIVES.get(token[1])
-        if name is None or name in seen:
-            problem = "is repeated" if name else "is not supported"
-            raise ValueError(
-                f"time format {fmt!r}: {token} {problem}; use %Y %m %d %H %M %S "
-                f"or one of {', '.join(NAMED_FORMATS)}"
-            )
-        seen.add(name)
-        adjacent = (i > 0 and is_field[i - 1]) or (i + 1 < len(tokens) and is_field[i + 1])
-        width = r"\d{4}" if name == "year" else r"\d{2}" if adjacent else r"\d{1,2}"
-        parts.append(f"(?P<{name}>{width})")
-    if not {"year", "month", "day"} <= seen:
-        raise ValueError(f"time format {fmt!r} needs %Y, %m and %d (or a named format)")
-    return "^" + "".join(parts) + "$"
-
-
-def parse_local(
-    labels: NDArray[np.object_], fmt: str
-) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """Time labels read as KST → (µs since epoch UTC, valid). Hour 24 is 00 of the next day."""
-    text = pc.utf8_trim_whitespace(pa.array(labels, pa.string()))
-    if fmt != "auto":
-        return _parse_pattern(text, format_regex(fmt))
-    micros, ok = np.zeros(len(text), np.int64), np.zeros(len(text), bool)
-    for pattern in _auto_patterns():
-        if ok.all():
-            break
-        found, hit = _parse_pattern(text, pattern)
-        micros, ok = np.where(ok, micros, found), ok | hit
-    return micros, ok
-
-
-@lru_cache(maxsize=1)
-def _auto_patterns() -> list[str]:
-    """``auto``: digit layouts first (fixed width), then the text layouts of ``timeparse``."""
-    formats = dict.fromkeys(["%Y%m%d%H%M", "%Y%m%d%H", "%Y%m%d", *STRING_FORMATS])
-    return [format_regex(f) for f in formats]
-
-
-def _parse_pattern(text: pa.Array, pattern: str) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    parts = pc.extract_regex(text, pattern)
-    matched = parts.is_valid().to_numpy(zero_copy_only=False)
-    names = {parts.type.field(i).name for i in range(parts.type.num_fields)}
-
-    def field(name: str) -> NDArray[np.int64]:
-        if name not in names:
-            return np.zeros(len(text), np.int64)
-        values = pc.struct_field(parts, name).cast(pa.int64()).fill_null(0)
-        return np.asarray(values.to_numpy(), np.int64)
-
-    second = field("second")
-    micros, ok = kst_from_parts(
-        field("year"),
-        field("month"),
-        field("day"),
-        field("hour"),
-        field("minute"),
-        allow_hour_24=True,
-    )
-    ok &= matched & (second <= 59) & ~((field("hour") == 24) & (second != 0))
-    return np.where(ok, micros + second * 1_000_000, 0), ok
 
 
 def timezone_shift(timezone: str) -> int:
@@ -901,7 +811,6 @@ def _record_text(records: list[Any]) -> Callable[[int], str]:
 __all__ = [
     "FeedMapping",
     "load_mapping",
-    "parse_local",
     "preset_names",
     "read_generic",
     "unit_conversion",

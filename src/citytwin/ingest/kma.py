@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from numpy.typing import NDArray
 
 from citytwin.errors import FeedError
@@ -40,7 +39,7 @@ from citytwin.ingest.source import (
     read_header,
     read_table,
 )
-from citytwin.ingest.timeparse import HOUR_US, MINUTE_US, kst_from_parts
+from citytwin.ingest.timeparse import HOUR_US, MINUTE_US, parse_local
 
 FEED = "kma"
 SENSOR = SensorSpec(
@@ -87,10 +86,6 @@ BAD_DIRECTION = (
 
 # the KMA network lies on the Korean peninsula and its seas; a position outside is a typo
 AREA_LON, AREA_LAT = (120.0, 135.0), (30.0, 44.0)
-KST_TIME = (
-    r"^\s*(?P<y>\d{4})[-/.](?P<mo>\d{1,2})[-/.](?P<d>\d{1,2})"
-    r"(?:[ T_]+(?P<h>\d{1,2}):(?P<mi>\d{2})(?::00)?)?\s*$"
-)
 _FORECAST_ZONE = re.compile(r"^\d{2}[A-Z]\d{5}$")
 
 
@@ -301,22 +296,13 @@ def _times(table: Table, name: str) -> tuple[NDArray[np.int64], NDArray[np.bool_
 def parse_kst(text: pa.Array) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """``yyyy-mm-dd hh:mm`` (also ``/`` or ``.`` between date parts, or a date alone), KST → µs UTC.
 
-    The calendar is checked part by part: Arrow's ``strptime`` turns 30 February into 2 March.
+    The calendar is checked part by part (see ``timeparse.parse_local``).
 
     >>> t, ok = parse_kst(pa.array(["2018-01-01 09:00", "2018-02-30 10:00", "2018/1/2 9:00"]))
     >>> ok.tolist(), [str(np.datetime64(int(x), "us")) for x in t[::2]]
     ([True, False, True], ['2018-01-01T00:00:00.000000', '2018-01-02T00:00:00.000000'])
     """
-    parts = pc.extract_regex(text, KST_TIME)
-    matched = parts.is_valid().to_numpy(zero_copy_only=False)
-
-    def number(name: str) -> NDArray[np.int64]:
-        field = pc.struct_field(parts, name)
-        digits = pc.if_else(pc.equal(field, ""), "0", field).fill_null("0")
-        return np.asarray(digits.cast(pa.int64()).to_numpy(zero_copy_only=False), np.int64)
-
-    micros, ok = kst_from_parts(*(number(part) for part in ("y", "mo", "d", "h", "mi")))
-    return micros, ok & matched
+    return parse_local(np.asarray(text.to_pylist(), dtype=object), "auto")
 
 
 def _values(
