@@ -189,3 +189,18 @@ def test_empty_file_and_missing_columns_are_clear_errors(tmp_path: Path) -> None
     no_serial.write_text("a,b\n1,2\n", encoding="utf-8")
     with pytest.raises(FeedError, match="no sensor serial column"):
         list(read_feed("sdot", str(no_serial)))
+
+
+def test_reingest_without_registry_keeps_thing_properties(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text(HEADER_2020 + "\n" + _row_2020("V02Q1940612", "202003150000") + "\n")
+    with open_store("memory://") as store:
+        ingest(read_feed("sdot", str(path)), store)
+        (thing,) = store.entities(Thing)
+        store.register(
+            [thing.model_copy(update={"properties": {**thing.properties, "gu": "중구"}})]
+        )
+        path.write_text(HEADER_2020 + "\n" + _row_2020("V02Q1940612", "202003150002") + "\n")
+        ingest(read_feed("sdot", str(path)), store)
+        (thing,) = store.entities(Thing)
+    assert thing.properties == {"feed": "sdot", "serial": "V02Q1940612", "gu": "중구"}

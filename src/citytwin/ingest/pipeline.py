@@ -156,9 +156,23 @@ class Ingestor:
                     )
                 )
         fresh = [e for e in entities if (type(e).__name__, e.id or 0) not in self._registered]
-        self.store.register(fresh)
+        self.store.register(self._merge_things(fresh))
         self._registered.update((type(e).__name__, e.id or 0) for e in fresh)
         return ids
+
+    def _merge_things(self, entities: list[Entity]) -> list[Entity]:
+        """Keep what the store knows of a Thing: a feed file without the registry must not erase
+        the elevation or zone an earlier registry ingest recorded in its properties."""
+        things = {e.id: e for e in entities if isinstance(e, Thing)}
+        if not things:
+            return entities
+        known = {t.id: t for t in self.store.entities(Thing, [i for i in things if i is not None])}
+        merged: dict[int | None, Entity] = {
+            i: t.model_copy(update={"properties": {**known[i].properties, **t.properties}})
+            for i, t in things.items()
+            if i in known
+        }
+        return [merged.get(e.id, e) if isinstance(e, Thing) else e for e in entities]
 
 
 def _sensor(spec: SensorSpec) -> Sensor:
