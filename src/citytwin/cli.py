@@ -104,6 +104,11 @@ def ingest(
     """
     from citytwin.ingest.runner import ingest_paths
 
+    if feed == "generic" and not mapping:
+        raise typer.BadParameter(
+            "the generic feed needs --mapping FILE.yaml or a preset (airkorea, topis)",
+            param_hint="--mapping",
+        )
     options = {
         k: str(v)
         for k, v in {"registry": registry, "stations": stations, "mapping": mapping}.items()

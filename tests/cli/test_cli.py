@@ -70,3 +70,11 @@ def test_unknown_feed_names_the_valid_ones(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "expected one of" in result.output
     assert "sdot" in result.output
+
+
+def test_generic_without_mapping_is_a_usage_error(tmp_path: Path) -> None:
+    data = tmp_path / "a.csv"
+    data.write_text("x\n", encoding="utf-8")
+    result = runner.invoke(app, ["ingest", "generic", str(data), "--store", "memory://"])
+    assert result.exit_code == 2
+    assert "--mapping" in result.output
