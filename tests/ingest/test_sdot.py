@@ -204,3 +204,22 @@ def test_reingest_without_registry_keeps_thing_properties(tmp_path: Path) -> Non
         ingest(read_feed("sdot", str(path)), store)
         (thing,) = store.entities(Thing)
     assert thing.properties == {"feed": "sdot", "serial": "V02Q1940612", "gu": "중구"}
+
+
+def test_chunked_reading_gives_the_same_result(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    lines = [_row_2020(f"V02Q19400{i:02d}", f"2020031500{m:02d}") for m in range(0, 20, 2)
+             for i in range(9)]  # fmt: skip
+    lines[17] = lines[17].replace(",1234,", ",x,")
+    path.write_text(HEADER_2020 + "\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    whole = list(read_feed("sdot", str(path)))
+    chunks = list(read_feed("sdot", str(path), chunk_bytes=1000))
+    assert len(whole) == 1
+    assert len(chunks) > 5
+    assert sum(b.bytes_read for b in chunks) == path.stat().st_size == whole[0].bytes_read
+    lines_whole = whole[0].readings.line.tolist()
+    assert [n for b in chunks for n in b.readings.line.tolist()] == lines_whole
+    assert [r.line for b in chunks for r in b.rejects] == [r.line for r in whole[0].rejects] == [19]
+    with open_store("memory://") as store:
+        summary = ingest(iter(chunks), store).feeds["sdot"]
+    assert (summary.files, summary.stored, summary.quarantined) == (1, 89 * 20, 1)

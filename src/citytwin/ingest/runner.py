@@ -13,7 +13,8 @@ from pathlib import Path
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
 from citytwin.ingest import read_feed
-from citytwin.ingest.pipeline import Ingestor, IngestReport, ingest, sources_in
+from citytwin.ingest.base import FeedBatch
+from citytwin.ingest.pipeline import FeedSummary, Ingestor, IngestReport, ingest, sources_in
 from citytwin.store import QuarantineRecord, Store, open_store
 
 logger = logging.getLogger(__name__)
@@ -30,21 +31,40 @@ def ingest_paths(
     on_progress: Progress | None = None,
     debug: bool = False,
 ) -> IngestReport:
-    """Ingest every file below ``paths`` with one feed reader into the configured store."""
+    """Ingest every file below ``paths`` with one feed reader into the configured store.
+
+    ``on_progress(bytes_done, bytes_total, file_name)`` is called as batches land.
+    """
     files = sources_in(paths)
     sizes = {f: Path(f).stat().st_size if Path(f).is_file() else 0 for f in files}
-    total, done = sum(sizes.values()), 0
+    total, finished = sum(sizes.values()), 0
     report = IngestReport()  # rows appear per feed name a batch reports (generic: the mapping's)
     with open_store(settings.store_url) as store:
         ingestor = Ingestor(store)
         for path in files:
+            name, in_file = Path(path).name, 0
+
+            def advance(
+                batch: FeedBatch,
+                _: FeedSummary,
+                base: int = finished,
+                size: int = sizes[path],
+                name: str = name,
+            ) -> None:
+                nonlocal in_file
+                in_file += batch.bytes_read
+                if on_progress:
+                    on_progress(base + min(in_file, size), total, name)
+
             if on_progress:
-                on_progress(done, total, Path(path).name)
+                on_progress(finished, total, name)
             try:
                 batches = read_feed(
                     feed, path, max_bytes=settings.max_input_bytes, **(options or {})
                 )
-                for summary in ingest(batches, store, ingestor=ingestor).feeds.values():
+                for summary in ingest(
+                    batches, store, ingestor=ingestor, on_batch=advance
+                ).feeds.values():
                     report.add(summary)
             except CitytwinError as exc:
                 if debug:
@@ -55,9 +75,9 @@ def ingest_paths(
                     raise
                 logger.exception("unexpected error reading %s", path)
                 _fail(report, store, feed, path, f"unexpected {type(exc).__name__}: {exc}")
-            done += sizes[path]
+            finished += sizes[path]
         if on_progress:
-            on_progress(done, total, "done")
+            on_progress(finished, total, "done")
     return report
 
 

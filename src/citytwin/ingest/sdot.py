@@ -28,13 +28,15 @@ from numpy.typing import NDArray
 from citytwin.errors import FeedError
 from citytwin.ingest.base import FeedBatch, Readings, SensorSpec, ThingSpec, reject_rows
 from citytwin.ingest.source import (
+    CHUNK_BYTES,
     DEFAULT_MAX_BYTES,
     Reject,
+    Source,
     Table,
     load_source,
     normalize_name,
     read_header,
-    read_table,
+    read_tables,
 )
 from citytwin.ingest.timeparse import HOUR_US, kst_from_digits, kst_from_strings
 
@@ -245,27 +247,54 @@ def load_registry(path: str | Path) -> dict[str, tuple[float, float]]:
 
 
 def read_sdot(
-    path: str, /, *, registry: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+    path: str,
+    /,
+    *,
+    registry: str | Path | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    chunk_bytes: int = CHUNK_BYTES,
 ) -> Iterator[FeedBatch]:
-    """Read one S-DoT CSV (either generation) into a batch of readings."""
+    """Read one S-DoT CSV (either generation): one batch per ~``chunk_bytes`` of the file."""
     source = load_source(path, max_bytes=max_bytes)
     names, header_line = read_header(source)
     layout = detect_layout(names, path)
+    registry_map = load_registry(registry) if registry else {}
+    for number, table in enumerate(_tables(source, names, header_line, layout, chunk_bytes)):
+        readings, rejects, missing = _readings(table, layout, source, registry_map)
+        notes = []
+        if number == 0 and layout.ignored:
+            notes.append(f"ignored column(s): {', '.join(layout.ignored)}")
+        if registry and missing:
+            notes.append(
+                f"{len(missing)} sensor(s) not in the registry, stored without location: "
+                + ", ".join(missing[:5])
+                + (" …" if len(missing) > 5 else "")
+            )
+        yield FeedBatch(FEED, path, SENSOR, readings, rejects, notes, table.size, source.line_text)
+
+
+def _tables(
+    source: Source, names: list[str], header_line: int, layout: _Layout, chunk_bytes: int
+) -> Iterator[Table]:
     types: dict[str, pa.DataType] = {layout.serial: pa.string()}
     types.update(dict.fromkeys(layout.values, pa.float64()))
     if layout.time:
         types[layout.time] = pa.int64() if layout.generation == "2020" else pa.string()
     if layout.date and layout.hour and not layout.time:
         types[layout.date], types[layout.hour] = pa.string(), pa.float64()
-    try:
-        table = read_table(source, names=names, header_line=header_line, types=types)
-    except pa.ArrowInvalid:  # 2020 time column not an integer somewhere: read it as text
-        types[layout.time or ""] = pa.string()
-        table = read_table(source, names=names, header_line=header_line, types=types)
+    return read_tables(
+        source, names=names, header_line=header_line, types=types, chunk_bytes=chunk_bytes
+    )
+
+
+def _readings(
+    table: Table, layout: _Layout, source: Source, registry: dict[str, tuple[float, float]]
+) -> tuple[Readings, list[Reject], list[str]]:
+    """Readings of one parsed table, the rows rejected, and serials missing from the registry."""
     time, ok = _times(table, layout)
-    rejects = list(table.rejects)
     serial_codes = table.columns[layout.serial]
     no_serial = serial_codes < 0
+    rejects = list(table.rejects)
     rejects += reject_rows(
         ~ok & ~no_serial,
         table.line,
@@ -274,33 +303,21 @@ def read_sdot(
     )
     rejects += reject_rows(no_serial, table.line, source.line_text, "sensor serial is empty")
     good = ok & ~no_serial
-    registry_map = load_registry(registry) if registry else {}
     serials: list[str] = table.labels[layout.serial]
-    things = [_thing(s, registry_map) for s in serials]
     values = {
         prop: scale(table.columns[name][good]) for name, (prop, scale) in layout.values.items()
     }
-    notes = [f"ignored column(s): {', '.join(layout.ignored)}"] if layout.ignored else []
-    missing = (
-        sorted(set(np.asarray(serials, object)[np.unique(serial_codes[good])]) - set(registry_map))
-        if registry
-        else []
-    )
-    if missing:
-        notes.append(
-            f"{len(missing)} sensor(s) not in the registry, stored without location: "
-            + ", ".join(missing[:5])
-            + (" …" if len(missing) > 5 else "")
-        )
+    seen = np.asarray(serials, object)[np.unique(serial_codes[good])]
+    missing = sorted(set(seen) - set(registry)) if registry is not None else []
     readings = Readings(
-        things,
+        [_thing(s, registry) for s in serials],
         serial_codes[good],
         time[good],
         values,
         table.line[good],
         "PT2M" if layout.generation == "2020" else "PT1H",
     )
-    yield FeedBatch(FEED, path, SENSOR, readings, rejects, notes, source.size, source.line_text)
+    return readings, rejects, missing
 
 
 def _thing(serial: str, registry: dict[str, tuple[float, float]]) -> ThingSpec:

@@ -15,6 +15,7 @@ import csv
 import logging
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +32,7 @@ from citytwin.errors import FeedError
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 8 * 1024**3
+CHUNK_BYTES = 128 * 1024**2  # ~1.5M S-DoT rows, ~30M observations: a few GB of working memory
 UTF8_BOM = b"\xef\xbb\xbf"
 _NON_SPACE = re.compile(rb"\S")
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -181,6 +183,7 @@ class Table:
     line: NDArray[np.int64]
     rejects: list[Reject]
     labels: dict[str, list[str]] = field(default_factory=dict)
+    size: int = 0  # bytes of source text this table was parsed from
 
     def __len__(self) -> int:
         return int(self.line.shape[0])
@@ -191,6 +194,7 @@ class Table:
             self.line[index],
             self.rejects,
             self.labels,
+            self.size,
         )
 
     def text(self, name: str) -> NDArray[np.object_]:
@@ -207,35 +211,80 @@ def read_table(
     header_line: int,
     types: dict[str, pa.DataType],
 ) -> Table:
-    """Parse the CSV body. ``types`` selects and types the columns wanted (float64, int64, string).
+    """Parse the whole CSV body as one table (see :func:`read_tables`)."""
+    return next(
+        read_tables(
+            source,
+            names=names,
+            header_line=header_line,
+            types=types,
+            chunk_bytes=len(source.data) + 1,
+        )
+    )
 
-    Numeric cells that are empty become NaN (a missing value, not an error); numeric cells that are
-    not numbers reject their row with a reason naming the column and the text.
+
+def read_tables(
+    source: Source,
+    *,
+    names: list[str],
+    header_line: int,
+    types: dict[str, pa.DataType],
+    chunk_bytes: int = CHUNK_BYTES,
+) -> Iterator[Table]:
+    """Parse the CSV body in chunks of about ``chunk_bytes`` (cut at line ends).
+
+    ``types`` selects and types the columns wanted (float64, int64, string). Numeric cells that
+    are empty become NaN (a missing value, not an error); numeric cells that are not numbers
+    reject their row with a reason naming the column and the text. Chunks bound memory on large
+    files and let callers report progress; line numbers stay those of the whole file.
     """
-    offset = 0
+    data = source.data
+    start = 0
     for _ in range(header_line):
-        offset = source.data.find(b"\n", offset) + 1 or len(source.data)
-    body = pa.py_buffer(source.data)[offset:]  # zero-copy view of the body
-    if _NON_SPACE.search(source.data, offset) is None:  # header only: typed, empty columns
+        start = data.find(b"\n", start) + 1 or len(data)
+    lines_before, carried, counted = header_line, list(source.rejects), 0
+    buffer = pa.py_buffer(data)  # zero-copy views of the chunks
+    while True:
+        end = min(start + chunk_bytes, len(data))
+        end = data.find(b"\n", end) + 1 or len(data) if end < len(data) else end
+        table = _read_body(source, buffer[start:end], names, types, lines_before, carried)
+        table.size, counted = end - counted, end  # the first chunk also counts the header
+        yield table
+        if end >= len(data):
+            return
+        lines_before += data.count(b"\n", start, end)
+        start, carried = end, []
+
+
+def _read_body(
+    source: Source,
+    body: pa.Buffer,
+    names: list[str],
+    types: dict[str, pa.DataType],
+    lines_before: int,
+    carried: list[Reject],
+) -> Table:
+    """One chunk: the fast typed path, else the exact path for a dirty chunk."""
+    if _NON_SPACE.search(memoryview(body)) is None:  # nothing but blank lines: typed, empty
         empty = pa.table({name: pa.array([], dtype) for name, dtype in types.items()})
-        return _finish(source, empty, types, header_line, [], [])
+        return _finish(empty, types, lines_before, carried, [])
     try:
         table, bad = _parse(body, names, types, threads=True)
         if not bad:
-            return _finish(source, table, types, header_line, [], [])
+            return _finish(table, types, lines_before, carried, [])
     except pa.ArrowInvalid:
         pass  # a cell did not convert: take the exact path
     strings = dict.fromkeys(types, pa.string())
     table, bad = _parse(body, names, strings, threads=False)
     rejects = [
         Reject(
-            r.number + header_line if r.number is not None else None,
+            r.number + lines_before if r.number is not None else None,
             r.text,
             f"expected {r.expected} columns, found {r.actual}",
         )
         for r in bad
     ]
-    return _convert(source, table, types, header_line, rejects)
+    return _convert(source, table, types, lines_before, rejects, carried)
 
 
 @dataclass(frozen=True)
@@ -276,7 +325,6 @@ def _row_lines(n_rows: int, header_line: int, reject_lines: list[int]) -> NDArra
 
 
 def _finish(
-    source: Source,
     table: pa.Table,
     types: dict[str, pa.DataType],
     header_line: int,
@@ -301,7 +349,7 @@ def _finish(
             columns[name] = encoded.indices.fill_null(-1).to_numpy().astype(np.int64)
             labels[name] = encoded.dictionary.to_pylist()
             blank &= columns[name] == -1
-    result = Table(columns, lines, [*source.rejects, *rejects], labels)
+    result = Table(columns, lines, rejects, labels)
     return result.take(~blank) if blank.any() else result
 
 
@@ -326,8 +374,13 @@ def _convert(
     types: dict[str, pa.DataType],
     header_line: int,
     rejects: list[Reject],
+    carried: list[Reject],
 ) -> Table:
-    """Exact path: all columns arrived as strings; convert, rejecting rows with bad cells."""
+    """Exact path: all columns arrived as strings; convert, rejecting rows with bad cells.
+
+    ``rejects`` are the rows the parser skipped (they shift line numbers); ``carried`` are
+    earlier problems (undecodable lines) reported with this chunk.
+    """
     reject_lines = sorted(r.line for r in rejects if r.line is not None)
     lines = _row_lines(table.num_rows, header_line, reject_lines)
     problems: dict[int, list[str]] = {}
@@ -348,7 +401,7 @@ def _convert(
             pc.or_(empty.fill_null(True), bad), pa.scalar(None, pa.string()), column
         )
         converted[name] = cleaned.cast(pa.float64()).cast(dtype)
-    out = _finish(source, pa.table(converted), types, header_line, list(rejects), reject_lines)
+    out = _finish(pa.table(converted), types, header_line, [*carried, *rejects], reject_lines)
     if problems:
         bad_lines = {int(lines[i]): "; ".join(reasons) for i, reasons in problems.items()}
         out.rejects.extend(Reject(n, source.line_text(n), r) for n, r in sorted(bad_lines.items()))
