@@ -13,8 +13,9 @@ import pytest
 
 from citytwin.errors import FeedError, MappingError
 from citytwin.ingest import read_feed
-from citytwin.ingest.generic import load_mapping, parse_local, preset_names, unit_conversion
+from citytwin.ingest.mapping import load_mapping, preset_names, unit_conversion
 from citytwin.ingest.pipeline import ingest
+from citytwin.ingest.timeparse import parse_local
 from citytwin.model import Thing
 from citytwin.model.sensing import stable_id
 from citytwin.store import Store, open_store
