@@ -1,0 +1,126 @@
+"""Ingest benchmark: S-DoT 2020-format readings through citytwin vs DuckDB's own CSV load.
+
+Generates a 2-minute S-DoT file for 1,100 sensors (≥ 10M readings), then, on the same file in the
+same run:
+
+- **citytwin**: ``ingest_paths("sdot", …)`` — exactly what ``citytwin ingest sdot FILE`` runs:
+  encoding check, parse, scaling, KST→UTC, STA registration, QC, dedup-aware write to a DuckDB
+  file store;
+- **baseline**: DuckDB's own ``CREATE TABLE … AS SELECT * FROM read_csv(FILE)`` into a DuckDB file
+  (the wide table, no scaling, no QC, no identity);
+- **reference**: the same target as citytwin done in DuckDB SQL alone — ``read_csv`` → ``UNPIVOT``
+  → ``INSERT`` into a long observations table (no QC, no entities) — to show how much of the gap
+  is the long STA layout itself.
+
+Each is run ``--repeat`` times on a fresh database; the best time counts. Observations per second
+are the file's value count divided by wall time. Results also go to ``bench/out/ingest.json``.
+
+Usage: ``python bench/ingest.py [--hours 16] [--sensors 1100] [--repeat 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from citytwin.config import Settings
+from citytwin.emulator.feeds import load_sites, write_sdot_2020
+from citytwin.ingest.runner import ingest_paths
+
+OUT = Path(__file__).parent / "out"
+
+
+def best_of(repeat: int, run: Callable[[Path], None], scratch: Path) -> float:
+    """Best wall time of ``repeat`` runs, each on a fresh database file."""
+    times = []
+    for attempt in range(repeat):
+        db = scratch / f"run{attempt}.duckdb"
+        start = time.perf_counter()
+        run(db)
+        times.append(time.perf_counter() - start)
+        db.unlink(missing_ok=True)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sensors", type=int, default=1100)
+    parser.add_argument("--hours", type=int, default=16, help="16 h × 1,100 sensors ≈ 10.6M values")
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="citytwin-bench-"))
+    try:
+        csv_path = scratch / "ALLDATA_bench.csv"
+        print(f"generating {args.sensors} sensors × {args.hours} h of 2-minute S-DoT readings …")
+        start = time.perf_counter()
+        sites = load_sites(None, args.sensors, seed=1)
+        written = write_sdot_2020(csv_path, sites, datetime(2020, 3, 15, tzinfo=UTC), args.hours)
+        values = written.values
+        print(
+            f"  {written.rows:,} rows, {values:,} readings, "
+            f"{csv_path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s"
+        )
+
+        def citytwin_run(db: Path) -> None:
+            report = ingest_paths("sdot", [str(csv_path)], Settings(store_url=f"duckdb:///{db}"))
+            assert report.feeds["sdot"].stored == values, report
+
+        def duckdb_ctas(db: Path) -> None:
+            with duckdb.connect(str(db)) as con:
+                con.execute("CREATE TABLE raw AS SELECT * FROM read_csv(?)", [str(csv_path)])
+
+        def duckdb_long(db: Path) -> None:
+            with duckdb.connect(str(db)) as con:
+                con.execute(
+                    "CREATE TABLE observations (datastream VARCHAR, phenomenon_time TIMESTAMP,"
+                    " result DOUBLE)"
+                )
+                con.execute(
+                    "INSERT INTO observations SELECT 시리얼 || '/' || name,"
+                    " strptime(CAST(측정시간 AS VARCHAR), '%Y%m%d%H%M'), value FROM ("
+                    ' UNPIVOT (SELECT * EXCLUDE (모델명, "등록 일시") FROM read_csv(?))'
+                    " ON COLUMNS(* EXCLUDE (시리얼, 측정시간)) INTO NAME name VALUE value)",
+                    [str(csv_path)],
+                )
+
+        ours = best_of(args.repeat, citytwin_run, scratch)
+        baseline = best_of(args.repeat, duckdb_ctas, scratch)
+        reference = best_of(args.repeat, duckdb_long, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    rate, base_rate, ref_rate = values / ours, values / baseline, values / reference
+    print(f"citytwin ingest sdot          : {ours:6.2f} s  {rate:12,.0f} obs/s")
+    print(f"baseline DuckDB read_csv→table: {baseline:6.2f} s  {base_rate:12,.0f} obs/s")
+    print(f"reference DuckDB SQL → long   : {reference:6.2f} s  {ref_rate:12,.0f} obs/s")
+    print(
+        f"ratio citytwin / baseline     : {rate / base_rate:6.2f}  (goal ≥ 0.5; ≥ 1,000,000 obs/s)"
+    )
+    print(f"ratio citytwin / reference    : {rate / ref_rate:6.2f}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "ingest.json").write_text(
+        json.dumps(
+            {
+                "readings": values,
+                "citytwin_s": ours,
+                "baseline_s": baseline,
+                "reference_s": reference,
+                "citytwin_obs_per_s": rate,
+                "baseline_obs_per_s": base_rate,
+                "ratio_vs_baseline": rate / base_rate,
+                "ratio_vs_reference": rate / ref_rate,
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
