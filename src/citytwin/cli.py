@@ -269,28 +269,66 @@ def vocabulary() -> None:
 def demo(
     store: StoreOption = None,
     out: Annotated[Path, typer.Option(help="Folder for generated demo data.")] = Path("demo-data"),
-    sensors: Annotated[int, typer.Option(min=1, help="Number of S-DoT sensors.")] = 200,
+    sensors: Annotated[int, typer.Option(min=1, help="Number of S-DoT sensors.")] = 1100,
 ) -> None:
-    """Build a demo: generate a day of city sensor data, ingest it, print the summary."""
-    from citytwin.emulator.feeds import generate_day
+    """Build a demo city offline: generate a day of sensor and weather data, ingest it all.
+
+    Writes S-DoT 2-minute data for ``--sensors`` sensors with realistic faults, KMA hourly
+    observations of five Seoul stations, and the two registries that place them; ingests them
+    into a DuckDB store (``demo-data/city.duckdb``) and prints what landed.
+    """
+    from citytwin.emulator.feeds import generate_day, load_sites, load_stations
     from citytwin.ingest.runner import ingest_paths
 
     settings = _settings(store or f"duckdb:///{out / 'city.duckdb'}")
-    console.print(f"[bold]1/2[/bold] generating one day of data for {sensors} sensors in {out}/")
-    files = generate_day(out, sensors=sensors)
-    console.print(f"[bold]2/2[/bold] ingesting into {settings.store_url}")
-    for feed, paths in (
-        ("sdot", [f for f in files if "sdot" in f.name]),
-        ("kma", [f for f in files if "kma" in f.name]),
-    ):
-        report = ingest_paths(
-            feed, [str(p) for p in paths], settings, options={}, debug=_state["debug"]
-        )
+    console.print(f"[bold]1/3[/bold] generating one day of data for {sensors:,} sensors in {out}/")
+    sdot_file, kma_file = generate_day(out, sensors=sensors)
+    registry = _write_sensor_registry(out / "sdot_sensors.csv", load_sites(None, sensors, 0))
+    stations = _write_station_registry(out / "kma_stations.csv", load_stations(None))
+    console.print(f"[bold]2/3[/bold] ingesting into {settings.store_url}")
+    steps = [
+        ("kma-stations", stations, {}),
+        ("kma", kma_file, {"stations": str(stations)}),
+        ("sdot", sdot_file, {"registry": str(registry)}),
+    ]
+    for feed, path, options in steps:
+        with _progress() as progress:
+            task = progress.add_task(feed, total=None)
+            report = ingest_paths(
+                feed,
+                [str(path)],
+                settings,
+                options=options,
+                debug=_state["debug"],
+                on_progress=lambda done, total, _name, t=task: progress.update(
+                    t, completed=done, total=total
+                ),
+            )
         _print_report(report)
+    console.print("[bold]3/3[/bold] the store now holds:")
+    stats(settings.store_url)
     console.print(
-        f"[green]done[/green]: store at {settings.store_url} — try "
-        f"`citytwin stats --store {settings.store_url}`"
+        f"[green]done[/green] — explore with `citytwin stats --store {settings.store_url}` "
+        f"and `citytwin quarantine list --store {settings.store_url}`"
     )
+
+
+def _write_sensor_registry(path: Path, sites: Any) -> Path:
+    """The demo's S-DoT registry in the layout of the city's (시리얼, 위도, 경도)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["시리얼", "위도", "경도"])
+        writer.writerows([site.serial, f"{site.lat:.8f}", f"{site.lon:.8f}"] for site in sites)
+    return path
+
+
+def _write_station_registry(path: Path, stations: Any) -> Path:
+    """The demo's KMA station table in KMA's layout (STN_ID, STN_KO, …, LON, LAT, HT)."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["STN_ID", "STN_KO", "LON", "LAT", "HT"])
+        writer.writerows([s.stn_id, s.name, s.lon, s.lat, s.height] for s in stations)
+    return path
 
 
 def main() -> None:

@@ -78,3 +78,22 @@ def test_generic_without_mapping_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["ingest", "generic", str(data), "--store", "memory://"])
     assert result.exit_code == 2
     assert "--mapping" in result.output
+
+
+def test_demo_builds_a_city_store_offline(tmp_path: Path) -> None:
+    from citytwin.model import Location, Thing
+    from citytwin.store import open_store
+
+    out = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--out", str(out), "--sensors", "12"])
+    assert result.exit_code == 0, result.output
+    sensors = (out / "sdot_sensors.csv").read_text(encoding="utf-8").splitlines()[1:]
+    with open_store(f"duckdb:///{out / 'city.duckdb'}") as store:
+        things = store.entities(Thing)
+        located = store.entities(Location)
+        stats = {(s.feed, s.observed_property): s.observations for s in store.stats()}
+    assert len(sensors) == 12
+    assert len(things) == 12 + 5  # the sensors and the five KMA stations
+    assert len(located) == 12 + 5
+    header = (out / "ALLDATA_20200315.csv").read_text(encoding="utf-8").splitlines()
+    assert stats[("sdot", "pm25")] == sum(1 for row in header[1:] if row.split(",")[2] != "")

@@ -186,3 +186,22 @@ def test_duckdb_file_persists(tmp_path: Path) -> None:
 def test_unknown_store_scheme_lists_valid_ones() -> None:
     with pytest.raises(UnknownBackendError, match="expected one of: duckdb, memory"):
         open_store("oracle://x")
+
+
+def test_duckdb_urls_follow_sqlalchemy_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from citytwin.store.duckdb_ import DuckDBStore
+
+    monkeypatch.chdir(tmp_path)
+    with open_store("duckdb:///rel/city.duckdb") as store:
+        assert isinstance(store, DuckDBStore)
+        assert store.path == "rel/city.duckdb"
+    assert (tmp_path / "rel" / "city.duckdb").exists()
+    with open_store(f"duckdb:///{tmp_path / 'abs.duckdb'}") as store:
+        assert isinstance(store, DuckDBStore)
+        assert store.path == str(tmp_path / "abs.duckdb")
+    for url in ("duckdb://", "duckdb:///:memory:"):
+        with open_store(url) as store:
+            assert isinstance(store, DuckDBStore)
+            assert store.path == ":memory:"

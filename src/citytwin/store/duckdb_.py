@@ -187,11 +187,11 @@ class DuckDBStore(Store):
 
     @classmethod
     def from_url(cls, url: str) -> Self:
+        """``duckdb:///city.duckdb`` is relative to the working directory, ``duckdb:////srv/city.duckdb``
+        absolute (as in SQLAlchemy); ``duckdb://`` or ``duckdb:///:memory:`` is in memory."""
         parsed = urlparse(url)
-        path = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
-        if path.startswith("/") and not parsed.netloc:
-            path = path[1:] if path.startswith("//") else path
-        return cls(None if path in ("", "/", ":memory:", "/:memory:") else path)
+        path = parsed.netloc + parsed.path[1:] if parsed.path.startswith("/") else parsed.path
+        return cls(None if path in ("", ":memory:") else path)
 
     @property
     def connection(self) -> duckdb.DuckDBPyConnection:
