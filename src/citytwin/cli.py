@@ -10,7 +10,7 @@ import csv
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.table import Table
 from citytwin import __version__
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
+
+if TYPE_CHECKING:  # heavy imports stay out of `citytwin --help`
+    from citytwin.ingest.pipeline import IngestReport
 
 app = typer.Typer(
     name="citytwin",
@@ -102,7 +105,6 @@ def ingest(
     Rows that cannot be parsed are quarantined with file, line and reason (see `citytwin
     quarantine list`); QC flags are stored with the observations, nothing is dropped.
     """
-    from citytwin.ingest.runner import ingest_paths
 
     if feed == "generic" and not mapping:
         raise typer.BadParameter(
@@ -114,8 +116,18 @@ def ingest(
         for k, v in {"registry": registry, "stations": stations, "mapping": mapping}.items()
         if v
     }
-    settings = _settings(store)
-    files = [str(p) for p in paths]
+    report = _ingest_with_progress(feed, [str(p) for p in paths], _settings(store), options)
+    if report.nothing_read:
+        err_console.print("[red]nothing could be read[/red] from the given input")
+        raise typer.Exit(1)
+
+
+def _ingest_with_progress(
+    feed: str, files: list[str], settings: Settings, options: dict[str, str]
+) -> IngestReport:
+    """Run a feed over files behind a progress bar (bytes), then print the summary table."""
+    from citytwin.ingest.runner import ingest_paths
+
     with _progress() as progress:
         task = progress.add_task(f"ingest {feed}", total=None)
 
@@ -126,9 +138,7 @@ def ingest(
             feed, files, settings, options=options, on_progress=advance, debug=_state["debug"]
         )
     _print_report(report)
-    if report.nothing_read:
-        err_console.print("[red]nothing could be read[/red] from the given input")
-        raise typer.Exit(1)
+    return report
 
 
 def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table:
@@ -151,7 +161,7 @@ def _progress() -> Progress:
     )
 
 
-def _print_report(report: Any) -> None:
+def _print_report(report: IngestReport) -> None:
     counts = ("files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")
     table = _table("ingest summary", ["feed", *counts], right=counts)
     for summary in report.feeds.values():
@@ -278,7 +288,6 @@ def demo(
     into a DuckDB store (``demo-data/city.duckdb``) and prints what landed.
     """
     from citytwin.emulator.feeds import generate_day, load_sites, load_stations
-    from citytwin.ingest.runner import ingest_paths
 
     settings = _settings(store or f"duckdb:///{out / 'city.duckdb'}")
     console.print(f"[bold]1/3[/bold] generating one day of data for {sensors:,} sensors in {out}/")
@@ -292,19 +301,7 @@ def demo(
         ("sdot", sdot_file, {"registry": str(registry)}),
     ]
     for feed, path, options in steps:
-        with _progress() as progress:
-            task = progress.add_task(feed, total=None)
-            report = ingest_paths(
-                feed,
-                [str(path)],
-                settings,
-                options=options,
-                debug=_state["debug"],
-                on_progress=lambda done, total, _name, t=task: progress.update(
-                    t, completed=done, total=total
-                ),
-            )
-        _print_report(report)
+        _ingest_with_progress(feed, [str(path)], settings, options)
     console.print("[bold]3/3[/bold] the store now holds:")
     stats(settings.store_url)
     console.print(
