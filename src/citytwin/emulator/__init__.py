@@ -1,4 +1,7 @@
-"""Emulated city feeds: realistic raw files with ground-truth faults (see :mod:`.feeds`).
+"""Emulated city feeds: realistic raw files with ground-truth faults.
+
+:mod:`.feeds` maps the modules (sites, weather, sensors, faults, writers, scoring) and holds
+:func:`generate_day`; the names below are imported from where they are defined.
 
 >>> from datetime import datetime
 >>> sites = load_sites(n=3, seed=1)
@@ -8,27 +11,18 @@
 
 from __future__ import annotations
 
-from citytwin.emulator.feeds import (
+from citytwin.emulator.faults import (
     DEFAULT_FAULTS,
     DRIFT_TOLERANCE,
     NO_FAULTS,
     FaultLabels,
     FaultPlan,
-    QcScore,
-    SensorSite,
-    Sites,
-    Station,
-    WrittenFeed,
-    encode_sdot_2020,
-    generate_day,
-    label_rows,
-    load_sites,
-    load_stations,
-    score_flags,
-    write_kma_hourly,
-    write_sdot_2020,
-    write_sdot_hourly,
 )
+from citytwin.emulator.feeds import generate_day
+from citytwin.emulator.kma import write_kma_hourly
+from citytwin.emulator.scoring import QcScore, label_rows, score_flags
+from citytwin.emulator.sdot import WrittenFeed, encode_sdot_2020, write_sdot_2020, write_sdot_hourly
+from citytwin.emulator.sites import SensorSite, Sites, Station, load_sites, load_stations
 
 __all__ = [
     "DEFAULT_FAULTS",
