@@ -275,7 +275,10 @@ def _read_body(
     except pa.ArrowInvalid:
         pass  # a cell did not convert: take the exact path
     strings = dict.fromkeys(types, pa.string())
-    table, bad = _parse(body, names, strings, threads=False)
+    try:
+        table, bad = _parse(body, names, strings, threads=False)
+    except pa.ArrowInvalid as exc:  # not CSV at all (e.g. a lone BOM): every line is a reject
+        return _unparseable(body, types, lines_before, carried, str(exc))
     rejects = [
         Reject(
             r.number + lines_before if r.number is not None else None,
@@ -285,6 +288,24 @@ def _read_body(
         for r in bad
     ]
     return _convert(source, table, types, lines_before, rejects, carried)
+
+
+def _unparseable(
+    body: pa.Buffer,
+    types: dict[str, pa.DataType],
+    lines_before: int,
+    carried: list[Reject],
+    problem: str,
+) -> Table:
+    """A chunk Arrow cannot parse even as text: quarantine each of its non-blank lines."""
+    text = body.to_pybytes().decode("utf-8", "replace").split("\n")
+    rejects = [
+        Reject(lines_before + number, line, f"line cannot be parsed as CSV ({problem})")
+        for number, line in enumerate(text, start=1)
+        if line.strip()
+    ]
+    empty = pa.table({name: pa.array([], dtype) for name, dtype in types.items()})
+    return _finish(empty, types, lines_before, [*carried, *rejects], [])
 
 
 @dataclass(frozen=True)
