@@ -78,5 +78,6 @@ def test_kma_reader_survives_anything(tmp_path: Path, body: list[str], encoding:
 def test_readers_survive_raw_bytes(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "raw.csv"
     path.write_bytes(raw)
-    for feed, options in (("sdot", {}), ("kma", {}), ("generic", {"mapping": "airkorea"})):
+    readers = (("sdot", {}), ("kma", {}), ("generic", {"mapping": "airkorea"}), ("noise", {}))
+    for feed, options in readers:
         _check(feed, path, **options)
