@@ -78,6 +78,11 @@ def test_kma_reader_survives_anything(tmp_path: Path, body: list[str], encoding:
 def test_readers_survive_raw_bytes(tmp_path: Path, raw: bytes) -> None:
     path = tmp_path / "raw.csv"
     path.write_bytes(raw)
-    readers = (("sdot", {}), ("kma", {}), ("generic", {"mapping": "airkorea"}), ("noise", {}))
+    readers: list[tuple[str, dict[str, str]]] = [
+        ("sdot", {}),
+        ("kma", {}),
+        ("generic", {"mapping": "airkorea"}),
+        ("noise", {}),
+    ]
     for feed, options in readers:
         _check(feed, path, **options)
