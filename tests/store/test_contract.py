@@ -12,7 +12,7 @@ import pytest
 from citytwin.errors import UnknownBackendError
 from citytwin.model import Datastream, ObservedProperty, Sensor, Thing, get_property
 from citytwin.model.quality import Flag
-from citytwin.store import ObservationFrame, QuarantineRecord, Store, open_store
+from citytwin.store import ObservationFrame, QuarantineRecord, Store, WriteResult, open_store
 from citytwin.store.base import to_micros
 
 T0 = datetime(2020, 3, 15, tzinfo=UTC)
@@ -205,3 +205,27 @@ def test_duckdb_urls_follow_sqlalchemy_paths(
         with open_store(url) as store:
             assert isinstance(store, DuckDBStore)
             assert store.path == ":memory:"
+
+
+def test_features_upsert_by_id_and_bbox(store: Store) -> None:
+    import shapely
+
+    from citytwin.store import FeatureBatch
+
+    square = shapely.box(198000, 551800, 198100, 551900)  # around Seoul City Hall, EPSG:5186
+    far = shapely.Point(210000, 545000)
+    batch = FeatureBatch(
+        ["gu:11140", "dong:1114055"],
+        [{"name": "중구", "level": "gu"}, {"name": "명동", "level": "dong"}],
+        [shapely.to_wkb(square), shapely.to_wkb(far)],
+    )
+    assert store.write_features("districts", batch) == WriteResult(2, 0)
+    assert store.write_features("districts", batch) == WriteResult(0, 2)  # re-import: no copies
+    assert store.layers() == {"districts": 2}
+    near = store.features("districts", bbox=(198050, 551850, 198060, 551860))
+    assert near.ids == ["gu:11140"]
+    assert near.properties == [{"name": "중구", "level": "gu"}]
+    assert shapely.equals(shapely.from_wkb(near.wkb[0]), square)
+    assert store.features("districts").ids == ["dong:1114055", "gu:11140"]
+    with pytest.raises(ValueError, match="invalid layer name"):
+        store.features("x; DROP TABLE things")

@@ -14,6 +14,7 @@ from citytwin.config import DEFAULT_STORE_URL
 from citytwin.errors import UnknownBackendError
 from citytwin.store.base import (
     AGGREGATE_SCHEMA,
+    FeatureBatch,
     FeedStats,
     ObservationFrame,
     QuarantineRecord,
@@ -44,6 +45,7 @@ def open_store(url: str | None = None) -> Store:
 __all__ = [
     "AGGREGATE_SCHEMA",
     "STORES",
+    "FeatureBatch",
     "FeedStats",
     "ObservationFrame",
     "QuarantineRecord",

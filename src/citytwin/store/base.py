@@ -17,11 +17,12 @@ Rules every backend keeps (checked by ``tests/store/test_contract.py`` against e
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -170,6 +171,39 @@ class QuarantineRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FeatureBatch:
+    """City features of one layer: ids, properties and WKB geometries in the city CRS.
+
+    The store keeps geometry as it is given; the city CRS (``Settings.city_crs``, EPSG:5186 for
+    Korea) is the convention, converted at the edges by :mod:`citytwin.space`.
+    """
+
+    ids: list[str]
+    properties: list[dict[str, Any]]
+    wkb: list[bytes]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __post_init__(self) -> None:
+        if not len(self.ids) == len(self.properties) == len(self.wkb):
+            raise ValueError("feature ids, properties and geometries differ in length")
+
+
+def check_layer_name(layer: str) -> str:
+    """Layer names become SQL identifiers: lower-case letters, digits, underscores."""
+    if not _LAYER_NAME.fullmatch(layer):
+        raise ValueError(
+            f"invalid layer name {layer!r}: expected lower-case letters, digits and underscores, "
+            "starting with a letter (e.g. 'districts', 'buildings', 'road_links')"
+        )
+    return layer
+
+
+_LAYER_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+@dataclass(frozen=True, slots=True)
 class FeedStats:
     """One row of ``citytwin stats``: observations per feed and observed property."""
 
@@ -251,6 +285,21 @@ class Store(ABC):
         exclude_flags: int = 0,
     ) -> pa.Table:
         """Mean/min/max/count per (group, observed property, time bucket), AGGREGATE_SCHEMA."""
+
+    # -- city features ----------------------------------------------------------------------
+    @abstractmethod
+    def write_features(self, layer: str, batch: FeatureBatch) -> WriteResult:
+        """Insert or replace features by id; ``duplicates`` counts ids that existed already."""
+
+    @abstractmethod
+    def features(
+        self, layer: str, *, bbox: tuple[float, float, float, float] | None = None
+    ) -> FeatureBatch:
+        """Features of a layer (ordered by id), optionally those intersecting a city-CRS bbox."""
+
+    @abstractmethod
+    def layers(self) -> dict[str, int]:
+        """Feature layers and their sizes."""
 
     # -- quarantine and housekeeping -------------------------------------------------------
     @abstractmethod

@@ -45,12 +45,14 @@ from citytwin.store.base import (
     BUCKET_MICROS,
     Bucket,
     E,
+    FeatureBatch,
     FeedStats,
     ObservationFrame,
     QuarantineRecord,
     Store,
     WriteResult,
     check_group_key,
+    check_layer_name,
     from_micros,
     to_micros,
 )
@@ -372,6 +374,71 @@ class DuckDBStore(Store):
             sql, [BUCKET_MICROS[bucket], *group_params, *filter_params]
         ).to_arrow_table()
         return table.cast(AGGREGATE_SCHEMA)
+
+    # -- city features ----------------------------------------------------------------------
+    def _feature_table(self, layer: str) -> str:
+        table = f"feature_{check_layer_name(layer)}"
+        self._con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} "
+            "(id VARCHAR PRIMARY KEY, properties JSON, geom GEOMETRY)"
+        )
+        return table
+
+    def write_features(self, layer: str, batch: FeatureBatch) -> WriteResult:
+        table = self._feature_table(layer)
+        if not len(batch):
+            return WriteResult(0, 0)
+        self._con.register(
+            "batch",
+            pa.table(
+                {
+                    "id": pa.array(batch.ids, pa.string()),
+                    "properties": pa.array(
+                        [json.dumps(p, ensure_ascii=False) for p in batch.properties]
+                    ),
+                    "wkb": pa.array(batch.wkb, pa.binary()),
+                }
+            ),
+        )
+        try:
+            existing = self._con.execute(
+                f"SELECT count(*) FROM {table} JOIN batch USING (id)"
+            ).fetchone()
+            self._con.execute(
+                f"INSERT INTO {table} SELECT id, properties, ST_GeomFromWKB(wkb) FROM batch "
+                "ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, "
+                "geom = excluded.geom"
+            )
+        finally:
+            self._con.unregister("batch")
+        old = int(existing[0]) if existing else 0
+        return WriteResult(len(batch) - old, old)
+
+    def features(
+        self, layer: str, *, bbox: tuple[float, float, float, float] | None = None
+    ) -> FeatureBatch:
+        table = self._feature_table(layer)
+        where, params = "TRUE", []
+        if bbox is not None:
+            where = "ST_Intersects(geom, ST_MakeEnvelope(?, ?, ?, ?))"
+            params = [float(v) for v in bbox]
+        rows = self._con.execute(
+            f"SELECT id, properties, ST_AsWKB(geom) FROM {table} WHERE {where} ORDER BY id", params
+        ).fetchall()
+        return FeatureBatch(
+            [r[0] for r in rows], [json.loads(r[1]) for r in rows], [bytes(r[2]) for r in rows]
+        )
+
+    def layers(self) -> dict[str, int]:
+        names = self._con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_name LIKE 'feature\\_%' ESCAPE '\\' ORDER BY table_name"
+        ).fetchall()
+        out: dict[str, int] = {}
+        for (name,) in names:
+            count = self._con.execute(f"SELECT count(*) FROM {name}").fetchone()
+            out[name.removeprefix("feature_")] = int(count[0]) if count else 0
+        return out
 
     # -- quarantine and housekeeping -------------------------------------------------------
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:

@@ -20,12 +20,14 @@ from citytwin.store.base import (
     BUCKET_MICROS,
     Bucket,
     E,
+    FeatureBatch,
     FeedStats,
     ObservationFrame,
     QuarantineRecord,
     Store,
     WriteResult,
     check_group_key,
+    check_layer_name,
     from_micros,
     to_micros,
 )
@@ -41,6 +43,7 @@ class MemoryStore(Store):
         self._frames: list[ObservationFrame] = []
         self._keys: set[tuple[int, int]] = set()
         self._quarantine: list[QuarantineRecord] = []
+        self._features: dict[str, dict[str, tuple[dict[str, Any], bytes]]] = {}
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -169,6 +172,29 @@ class MemoryStore(Store):
             ],
             schema=AGGREGATE_SCHEMA,
         )
+
+    def write_features(self, layer: str, batch: FeatureBatch) -> WriteResult:
+        table = self._features.setdefault(check_layer_name(layer), {})
+        existing = sum(1 for i in batch.ids if i in table)
+        for key, props, wkb in zip(batch.ids, batch.properties, batch.wkb, strict=True):
+            table[key] = (props, wkb)
+        return WriteResult(len(batch) - existing, existing)
+
+    def features(
+        self, layer: str, *, bbox: tuple[float, float, float, float] | None = None
+    ) -> FeatureBatch:
+        table = self._features.get(check_layer_name(layer), {})
+        keys = sorted(table)
+        if bbox is not None and keys:
+            import shapely
+
+            shapes = shapely.from_wkb([table[k][1] for k in keys])
+            hit = shapely.intersects(shapes, shapely.box(*bbox))
+            keys = [k for k, h in zip(keys, hit, strict=True) if h]
+        return FeatureBatch(keys, [table[k][0] for k in keys], [table[k][1] for k in keys])
+
+    def layers(self) -> dict[str, int]:
+        return {name: len(table) for name, table in sorted(self._features.items())}
 
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
         self._quarantine.extend(records)
