@@ -1,0 +1,106 @@
+"""The city model in the store: importing layers and binding sensors to districts.
+
+Layers live in the store as feature layers in the city CRS: ``districts`` (gu and dong; key
+``gu:<code>`` / ``dong:<code>``), and — as the readers land — ``buildings``, ``road_nodes``,
+``road_links``. Re-importing a file replaces features by key; nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from citytwin.model.sensing import Location, Thing
+from citytwin.space.binding import bind_to_districts
+from citytwin.space.crs import DEFAULT_CITY_CRS
+from citytwin.space.districts import Level, load_districts
+from citytwin.space.layers import to_batch, to_frame
+from citytwin.store.base import Store
+
+DISTRICTS = "districts"
+
+
+@dataclass
+class ImportReport:
+    """What an import did to one layer."""
+
+    layer: str
+    read: int
+    inserted: int
+    replaced: int
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def import_districts(
+    store: Store,
+    path: str | Path,
+    *,
+    level: Level | None = None,
+    crs: str = DEFAULT_CITY_CRS,
+    source_crs: str | None = None,
+) -> ImportReport:
+    """Read a boundary file into the ``districts`` layer (gu and dong side by side)."""
+    layer = load_districts(path, level=level, crs=crs, source_crs=source_crs)
+    result = store.write_features(DISTRICTS, to_batch(layer.frame))
+    counts = layer.frame["level"].value_counts().to_dict()
+    notes = [*layer.notes, ", ".join(f"{n} {lvl}" for lvl, n in sorted(counts.items()))]
+    return ImportReport(
+        DISTRICTS, len(layer.frame), result.inserted, result.duplicates, layer.problems, notes
+    )
+
+
+@dataclass
+class BindReport:
+    """Sensors placed in districts, and those outside every dong (listed, not guessed)."""
+
+    bound: int
+    outside: list[str]
+    without_location: int
+
+
+def bind_sensors(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> BindReport:
+    """Give every located Thing its dong and gu (Thing properties gu, gu_code, dong, dong_code).
+
+    Aggregates can then group by district: ``store.aggregate(by="thing.gu", ...)``.
+    """
+    districts = to_frame(store.features(DISTRICTS), crs=crs)
+    if not len(districts):
+        raise ValueError(
+            "no districts in the store; import boundaries first (citytwin import boundaries FILE)"
+        )
+    things = {t.id: t for t in store.entities(Thing)}
+    located = [loc for loc in store.entities(Location) if loc.thing_id in things]
+    if not located:
+        return BindReport(0, [], len(things))
+    lon = np.array([loc.location.coordinates[0] for loc in located])
+    lat = np.array([loc.location.coordinates[1] for loc in located])
+    binding = bind_to_districts(lon, lat, districts, crs=crs)
+    updated = []
+    for i, loc in enumerate(located):
+        thing = things[loc.thing_id]
+        place = {
+            "gu_code": binding.gu_code[i],
+            "gu": binding.gu_name[i],
+            "dong_code": binding.dong_code[i],
+            "dong": binding.dong_name[i],
+        }
+        updated.append(thing.model_copy(update={"properties": {**thing.properties, **place}}))
+    store.register(updated)
+    outside = [
+        str(things[loc.thing_id].key)
+        for loc, out in zip(located, binding.outside, strict=True)
+        if out
+    ]
+    return BindReport(
+        len(located) - len(outside), outside, len(things) - len({loc.thing_id for loc in located})
+    )
+
+
+def district_table(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> pd.DataFrame:
+    """The districts layer without geometry: key, code, name, name_eng, level, parent_code."""
+    frame = to_frame(store.features(DISTRICTS), crs=crs)
+    return pd.DataFrame(frame.drop(columns=frame.geometry.name))
