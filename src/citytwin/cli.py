@@ -10,7 +10,7 @@ import csv
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +23,7 @@ from citytwin.errors import CitytwinError
 
 if TYPE_CHECKING:  # heavy imports stay out of `citytwin --help`
     from citytwin.ingest.pipeline import IngestReport
+    from citytwin.space.districts import Level
 
 app = typer.Typer(
     name="citytwin",
@@ -260,6 +261,81 @@ def quarantine_export(
         for r in records:
             writer.writerow([r.feed, r.source, r.line, r.reason, r.raw, r.recorded_at.isoformat()])
     console.print(f"wrote {len(records):,} records to {out}")
+
+
+IMPORT_KINDS = ("boundaries",)
+
+
+@app.command("import")
+def import_(
+    kind: Annotated[str, typer.Argument(help="What to import: boundaries (gu/dong districts).")],
+    path: Annotated[Path, typer.Argument(help="GeoJSON, TopoJSON, Shapefile or GeoPackage.")],
+    store: StoreOption = None,
+    level: Annotated[
+        str | None,
+        typer.Option(help="gu or dong (default: from the codes: 5 digits = gu, longer = dong)."),
+    ] = None,
+    source_crs: Annotated[
+        str | None, typer.Option(help="The file's CRS when it does not say (e.g. EPSG:5179).")
+    ] = None,
+) -> None:
+    """Import city layers into the store, in the city CRS; re-importing replaces by key."""
+    from citytwin.space.city import import_districts
+    from citytwin.store import open_store
+
+    if kind not in IMPORT_KINDS:
+        raise typer.BadParameter(
+            f"{kind!r}; expected one of: {', '.join(IMPORT_KINDS)}", param_hint="KIND"
+        )
+    if level not in (None, "gu", "dong"):
+        raise typer.BadParameter(f"{level!r}; expected gu or dong", param_hint="--level")
+    settings = _settings(store)
+    with open_store(settings.store_url) as opened:
+        report = import_districts(
+            opened,
+            path,
+            level=cast("Level | None", level),
+            crs=settings.city_crs,
+            source_crs=source_crs,
+        )
+    table = _table(
+        f"import {kind}",
+        ["layer", "read", "inserted", "replaced", "problems"],
+        right=("read", "inserted", "replaced", "problems"),
+    )
+    table.add_row(
+        report.layer,
+        *(f"{n:,}" for n in (report.read, report.inserted, report.replaced, len(report.problems))),
+    )
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note[/yellow] {note}")
+    for key, reason in report.problems:
+        console.print(f"[red]problem[/red] {key}: {reason}")
+
+
+@app.command()
+def bind(store: StoreOption = None) -> None:
+    """Place every located sensor in its dong and gu (needs imported boundaries)."""
+    from citytwin.space.city import bind_sensors
+    from citytwin.store import open_store
+
+    settings = _settings(store)
+    with open_store(settings.store_url) as opened:
+        try:
+            report = bind_sensors(opened, crs=settings.city_crs)
+        except ValueError as exc:
+            err_console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from None
+    console.print(
+        f"bound {report.bound:,} sensor(s) to their dong and gu; "
+        f"{len(report.outside):,} outside every dong; "
+        f"{report.without_location:,} without a location"
+    )
+    for key in report.outside[:20]:
+        console.print(f"[yellow]outside[/yellow] {key}")
+    if len(report.outside) > 20:
+        console.print(f"… and {len(report.outside) - 20:,} more")
 
 
 @app.command()

@@ -97,3 +97,22 @@ def test_demo_builds_a_city_store_offline(tmp_path: Path) -> None:
     assert len(located) == 12 + 5
     header = (out / "ALLDATA_20200315.csv").read_text(encoding="utf-8").splitlines()
     assert stats[("sdot", "pm25")] == sum(1 for row in header[1:] if row.split(",")[2] != "")
+
+
+def test_import_boundaries_and_bind(tmp_path: Path, shared_data: Path) -> None:
+    kostat = shared_data / "seoul_boundaries" / "kostat" / "2013"
+    registry = shared_data / "sdot" / "sensor_longitude_latitude.csv"
+    store = f"duckdb:///{tmp_path / 'c.duckdb'}"
+    data = tmp_path / "a.csv"
+    data.write_text("\n".join([HEADER, ROW.format(t="202003150000")]) + "\n", encoding="utf-8")
+    for name in ("json/seoul_municipalities_geo.json", "shp/seoul_submunicipalities.shp"):
+        result = runner.invoke(app, ["import", "boundaries", str(kostat / name), "--store", store])
+        assert result.exit_code == 0, result.output
+    assert "423" in result.output
+    runner.invoke(app, ["ingest", "sdot", str(data), "--registry", str(registry), "--store", store])
+    bound = runner.invoke(app, ["bind", "--store", store])
+    assert bound.exit_code == 0, bound.output
+    assert "bound 1 sensor" in bound.output
+    wrong = runner.invoke(app, ["import", "rivers", str(data), "--store", store])
+    assert wrong.exit_code == 2
+    assert "boundaries" in wrong.output
