@@ -6,10 +6,17 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI runs the same examples every time (a red CI must be reproducible); locally each run explores
+# new ones. `pytest --hypothesis-seed=N` reproduces a local find.
+settings.register_profile("ci", derandomize=True, print_blob=True)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+if IN_CI:
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ DEFAULT_MAX_BYTES = 8 * 1024**3
 CHUNK_BYTES = 128 * 1024**2  # ~1.5M S-DoT rows, ~30M observations: a few GB of working memory
 UTF8_BOM = b"\xef\xbb\xbf"
 _NON_SPACE = re.compile(rb"\S")
+_INTEGER = r"^\s*[-+]?\d{1,18}\s*$"  # fits int64 without overflow
 _NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
 
 
@@ -166,7 +167,12 @@ def read_header(source: Source) -> tuple[list[str], int]:
     for number, line in enumerate(source.data.split(b"\n", 50)[:50], start=1):
         text = line.decode("utf-8", "replace").strip()
         if text:
-            return next(csv.reader([text])), number
+            try:
+                return next(csv.reader([text])), number
+            except csv.Error as exc:
+                raise FeedError(
+                    source.name, f"header is not a CSV line ({exc})", line=number
+                ) from None
         offset += len(line) + 1
     raise FeedError(source.name, "is empty; expected a header line", line=1)
 
@@ -411,17 +417,21 @@ def _convert(
         if pa.types.is_string(dtype):
             converted[name] = column
             continue
+        integer = pa.types.is_integer(dtype)
         empty = pc.or_kleene(pc.is_null(column), pc.equal(column, ""))
-        numeric = pc.match_substring_regex(column, _NUMBER)
+        numeric = pc.match_substring_regex(column, _INTEGER if integer else _NUMBER)
         bad = pc.and_(pc.invert(empty.fill_null(True)), pc.invert(numeric.fill_null(False)))
+        expected = "an integer (at most 18 digits)" if integer else "a number"
         for index in np.flatnonzero(bad.to_numpy(zero_copy_only=False)):
             problems.setdefault(int(index), []).append(
-                f"column {name!r}: {column[int(index)].as_py()!r} is not a number"
+                f"column {name!r}: {column[int(index)].as_py()!r} is not {expected}"
             )
-        cleaned = pc.if_else(
-            pc.or_(empty.fill_null(True), bad), pa.scalar(None, pa.string()), column
+        cleaned = pc.if_else(  # Arrow's integer parser refuses a leading '+'
+            pc.or_(empty.fill_null(True), bad),
+            pa.scalar(None, pa.string()),
+            pc.replace_substring_regex(column, r"^\+", ""),
         )
-        converted[name] = cleaned.cast(pa.float64()).cast(dtype)
+        converted[name] = cleaned.cast(dtype if integer else pa.float64()).cast(dtype)
     out = _finish(pa.table(converted), types, header_line, [*carried, *rejects], reject_lines)
     if problems:
         bad_lines = {int(lines[i]): "; ".join(reasons) for i, reasons in problems.items()}
