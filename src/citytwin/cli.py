@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -142,6 +144,18 @@ def _ingest_with_progress(
     return report
 
 
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """A domain error inside a command: one red line and exit code 2, never a traceback."""
+    try:
+        yield
+    except CitytwinError as exc:
+        if _state["debug"]:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table:
     """A summary table; cells fold rather than truncate, so narrow terminals lose nothing."""
     table = Table(title=title)
@@ -263,24 +277,31 @@ def quarantine_export(
     console.print(f"wrote {len(records):,} records to {out}")
 
 
-IMPORT_KINDS = ("boundaries",)
+IMPORT_KINDS = ("boundaries", "network", "osm")
 
 
 @app.command("import")
 def import_(
-    kind: Annotated[str, typer.Argument(help="What to import: boundaries (gu/dong districts).")],
-    path: Annotated[Path, typer.Argument(help="GeoJSON, TopoJSON, Shapefile or GeoPackage.")],
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="boundaries (gu/dong: GeoJSON, TopoJSON, Shapefile, GeoPackage), network (SUMO "
+            ".net.xml, OSM .osm) or osm (the roads of an OSM .osm extract)."
+        ),
+    ],
+    path: Annotated[Path, typer.Argument(help="The file to import.")],
     store: StoreOption = None,
     level: Annotated[
         str | None,
-        typer.Option(help="gu or dong (default: from the codes: 5 digits = gu, longer = dong)."),
+        typer.Option(help="boundaries: gu or dong (default: from the codes: 5 digits = gu)."),
     ] = None,
     source_crs: Annotated[
-        str | None, typer.Option(help="The file's CRS when it does not say (e.g. EPSG:5179).")
+        str | None,
+        typer.Option(help="boundaries: the file's CRS when it does not say (e.g. EPSG:5179)."),
     ] = None,
 ) -> None:
     """Import city layers into the store, in the city CRS; re-importing replaces by key."""
-    from citytwin.space.city import import_districts
+    from citytwin.space.city import import_districts, import_network
     from citytwin.store import open_store
 
     if kind not in IMPORT_KINDS:
@@ -290,28 +311,34 @@ def import_(
     if level not in (None, "gu", "dong"):
         raise typer.BadParameter(f"{level!r}; expected gu or dong", param_hint="--level")
     settings = _settings(store)
-    with open_store(settings.store_url) as opened:
-        report = import_districts(
-            opened,
-            path,
-            level=cast("Level | None", level),
-            crs=settings.city_crs,
-            source_crs=source_crs,
-        )
+    with _domain_errors(), open_store(settings.store_url) as opened:
+        if kind == "boundaries":
+            reports = [
+                import_districts(
+                    opened,
+                    path,
+                    level=cast("Level | None", level),
+                    crs=settings.city_crs,
+                    source_crs=source_crs,
+                )
+            ]
+        else:
+            reports = import_network(opened, path, crs=settings.city_crs)
     table = _table(
         f"import {kind}",
         ["layer", "read", "inserted", "replaced", "problems"],
         right=("read", "inserted", "replaced", "problems"),
     )
-    table.add_row(
-        report.layer,
-        *(f"{n:,}" for n in (report.read, report.inserted, report.replaced, len(report.problems))),
-    )
+    for r in reports:
+        table.add_row(
+            r.layer, *(f"{n:,}" for n in (r.read, r.inserted, r.replaced, len(r.problems)))
+        )
     console.print(table)
-    for note in report.notes:
-        console.print(f"[yellow]note[/yellow] {note}")
-    for key, reason in report.problems:
-        console.print(f"[red]problem[/red] {key}: {reason}")
+    for r in reports:
+        for note in r.notes:
+            console.print(f"[yellow]note[/yellow] {note}")
+        for key, reason in r.problems[:50]:
+            console.print(f"[red]problem[/red] {key}: {reason}")
 
 
 @app.command()

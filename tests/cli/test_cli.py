@@ -116,3 +116,21 @@ def test_import_boundaries_and_bind(tmp_path: Path, shared_data: Path) -> None:
     wrong = runner.invoke(app, ["import", "rivers", str(data), "--store", store])
     assert wrong.exit_code == 2
     assert "boundaries" in wrong.output
+
+
+def test_import_network_twice_replaces(tmp_path: Path, shared_data: Path) -> None:
+    store = f"duckdb:///{tmp_path / 'c.duckdb'}"
+    net = shared_data / "osm" / "asanH.net.xml"
+    first = runner.invoke(app, ["import", "network", str(net), "--store", store])
+    again = runner.invoke(app, ["import", "network", str(net), "--store", store])
+    assert first.exit_code == 0, first.output
+    assert "1,206" in first.output
+    assert again.exit_code == 0
+    from citytwin.store import open_store
+
+    with open_store(store) as opened:
+        assert opened.layers() == {"road_links": 1206, "road_nodes": 525}
+    tntp = shared_data / "tntp" / "SiouxFalls" / "SiouxFalls_net.tntp"
+    refused = runner.invoke(app, ["import", "network", str(tntp), "--store", store])
+    assert refused.exit_code == 2
+    assert "TNTP networks are abstract" in " ".join(refused.output.split())

@@ -13,11 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from citytwin.errors import FeedError
 from citytwin.model.sensing import Location, Thing
 from citytwin.space.binding import bind_to_districts
 from citytwin.space.crs import DEFAULT_CITY_CRS
 from citytwin.space.districts import Level, load_districts
 from citytwin.space.layers import to_batch, to_frame
+from citytwin.space.roads import (
+    RoadNetwork,
+    load_osm_roads,
+    load_sumo_network,
+    load_tntp_network,
+)
 from citytwin.store.base import Store
 
 DISTRICTS = "districts"
@@ -104,3 +111,59 @@ def district_table(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> pd.DataFrame
     """The districts layer without geometry: key, code, name, name_eng, level, parent_code."""
     frame = to_frame(store.features(DISTRICTS), crs=crs)
     return pd.DataFrame(frame.drop(columns=frame.geometry.name))
+
+
+ROAD_NODES, ROAD_LINKS = "road_nodes", "road_links"
+
+
+def load_network(path: str | Path, *, crs: str = DEFAULT_CITY_CRS) -> RoadNetwork:
+    """A road network from OSM XML (``.osm``), SUMO (``.net.xml``) or TNTP (``_net.tntp``)."""
+    name = Path(path).name.lower()
+    if name.endswith(".net.xml"):
+        return load_sumo_network(path, crs=crs)
+    if name.endswith(".tntp"):
+        return load_tntp_network(path)
+    if name.endswith(".osm"):
+        return load_osm_roads(path, crs=crs)
+    raise FeedError(str(path), "is not a road network file; expected .osm, .net.xml or _net.tntp")
+
+
+def import_network(
+    store: Store, path: str | Path, *, crs: str = DEFAULT_CITY_CRS
+) -> list[ImportReport]:
+    """Store a network's nodes and links (layers ``road_nodes``, ``road_links``).
+
+    Keys are ``<format>:<id>`` so networks from different sources never overwrite each other,
+    while re-importing the same file replaces its features.
+    """
+    network = load_network(path, crs=crs)
+    if network.crs is None:
+        raise FeedError(
+            str(path),
+            "has no geographic coordinates (TNTP networks are abstract); "
+            "it can be used for assignment but not placed in the city model",
+        )
+    kind = _network_kind(path)
+    reports = []
+    for layer, frame, column in (
+        (ROAD_NODES, network.nodes, "node_id"),
+        (ROAD_LINKS, network.links, "link_id"),
+    ):
+        keyed = frame.copy()
+        keyed.insert(0, "key", kind + ":" + keyed[column].astype(str))
+        result = store.write_features(layer, to_batch(keyed))
+        reports.append(
+            ImportReport(
+                layer,
+                len(keyed),
+                result.inserted,
+                result.duplicates,
+                list(network.problems) if layer == ROAD_LINKS else [],
+            )
+        )
+    return reports
+
+
+def _network_kind(path: str | Path) -> str:
+    name = Path(path).name.lower()
+    return "sumo" if name.endswith(".net.xml") else "tntp" if name.endswith(".tntp") else "osm"
