@@ -277,7 +277,7 @@ def quarantine_export(
     console.print(f"wrote {len(records):,} records to {out}")
 
 
-IMPORT_KINDS = ("boundaries", "network", "osm")
+IMPORT_KINDS = ("boundaries", "buildings", "network", "osm")
 
 
 @app.command("import")
@@ -301,7 +301,7 @@ def import_(
     ] = None,
 ) -> None:
     """Import city layers into the store, in the city CRS; re-importing replaces by key."""
-    from citytwin.space.city import import_districts, import_network
+    from citytwin.space.city import import_buildings, import_districts, import_network
     from citytwin.store import open_store
 
     if kind not in IMPORT_KINDS:
@@ -321,6 +321,13 @@ def import_(
                     crs=settings.city_crs,
                     source_crs=source_crs,
                 )
+            ]
+        elif kind == "buildings":
+            reports = [import_buildings(opened, path, crs=settings.city_crs)]
+        elif kind == "osm":  # an OSM extract: its buildings and its road graph
+            reports = [
+                import_buildings(opened, path, crs=settings.city_crs),
+                *import_network(opened, path, crs=settings.city_crs),
             ]
         else:
             reports = import_network(opened, path, crs=settings.city_crs)

@@ -75,3 +75,35 @@ def _lookup(
     codes[chosen_points] = polygons[column].to_numpy()[chosen]
     names[chosen_points] = polygons["name"].to_numpy()[chosen]
     return codes, names
+
+
+def nearest_features(
+    lon: ArrayLike,
+    lat: ArrayLike,
+    features: gpd.GeoDataFrame,
+    *,
+    crs: str = DEFAULT_CITY_CRS,
+    key: str = "key",
+) -> tuple[NDArray[np.object_], NDArray[np.float64]]:
+    """The nearest feature's key and its distance (metres) for each WGS84 point.
+
+    >>> import geopandas as gpd, shapely
+    >>> f = gpd.GeoDataFrame({"key": ["a", "b"]}, crs="EPSG:5186",
+    ...                      geometry=[shapely.box(198000, 551800, 198010, 551810),
+    ...                                shapely.Point(300000, 600000)])
+    >>> keys, metres = nearest_features([126.978], [37.5665], f)
+    >>> keys.tolist(), bool(metres[0] < 100)
+    (['a'], True)
+    """
+    x, y = to_city(lon, lat, crs)
+    points = shapely.points(x, y)
+    keys = np.full(len(points), None, dtype=object)
+    distances = np.full(len(points), np.nan)
+    if not len(features) or not len(points):
+        return keys, distances
+    (point_index, feature_index), found = features.sindex.nearest(
+        points, return_distance=True, return_all=False
+    )
+    keys[point_index] = features[key].to_numpy()[feature_index]
+    distances[point_index] = found
+    return keys, distances

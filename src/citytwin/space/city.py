@@ -15,7 +15,8 @@ import pandas as pd
 
 from citytwin.errors import FeedError
 from citytwin.model.sensing import Location, Thing
-from citytwin.space.binding import bind_to_districts
+from citytwin.space.binding import bind_to_districts, nearest_features
+from citytwin.space.buildings import load_buildings
 from citytwin.space.crs import DEFAULT_CITY_CRS
 from citytwin.space.districts import Level, load_districts
 from citytwin.space.layers import to_batch, to_frame
@@ -28,6 +29,8 @@ from citytwin.space.roads import (
 from citytwin.store.base import Store
 
 DISTRICTS = "districts"
+BUILDINGS = "buildings"
+ROAD_NODES, ROAD_LINKS = "road_nodes", "road_links"
 
 
 @dataclass
@@ -70,7 +73,9 @@ class BindReport:
 
 
 def bind_sensors(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> BindReport:
-    """Give every located Thing its dong and gu (Thing properties gu, gu_code, dong, dong_code).
+    """Give every located Thing its dong and gu (Thing properties gu, gu_code, dong, dong_code),
+    and — when those layers exist — its nearest building and road link with their distances
+    (``building``, ``building_distance_m``, ``road_link``, ``road_link_distance_m``).
 
     Aggregates can then group by district: ``store.aggregate(by="thing.gu", ...)``.
     """
@@ -86,15 +91,24 @@ def bind_sensors(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> BindReport:
     lon = np.array([loc.location.coordinates[0] for loc in located])
     lat = np.array([loc.location.coordinates[1] for loc in located])
     binding = bind_to_districts(lon, lat, districts, crs=crs)
+    sizes = store.layers()
+    nearest = {
+        name: nearest_features(lon, lat, to_frame(store.features(layer), crs=crs), crs=crs)
+        for name, layer in (("building", BUILDINGS), ("road_link", ROAD_LINKS))
+        if sizes.get(layer)
+    }
     updated = []
     for i, loc in enumerate(located):
         thing = things[loc.thing_id]
-        place = {
+        place: dict[str, object] = {
             "gu_code": binding.gu_code[i],
             "gu": binding.gu_name[i],
             "dong_code": binding.dong_code[i],
             "dong": binding.dong_name[i],
         }
+        for name, (keys, metres) in nearest.items():
+            place[name] = keys[i]
+            place[f"{name}_distance_m"] = round(float(metres[i]), 2)
         updated.append(thing.model_copy(update={"properties": {**thing.properties, **place}}))
     store.register(updated)
     outside = [
@@ -113,7 +127,17 @@ def district_table(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> pd.DataFrame
     return pd.DataFrame(frame.drop(columns=frame.geometry.name))
 
 
-ROAD_NODES, ROAD_LINKS = "road_nodes", "road_links"
+def import_buildings(
+    store: Store, path: str | Path, *, crs: str = DEFAULT_CITY_CRS
+) -> ImportReport:
+    """Store building footprints with heights (layer ``buildings``) from OSM or footprint files."""
+    layer = load_buildings(path, crs=crs)
+    result = store.write_features(BUILDINGS, to_batch(layer.frame))
+    sources = layer.frame["height_source"].value_counts().to_dict() if len(layer.frame) else {}
+    notes = ["heights from " + ", ".join(f"{k}: {v:,}" for k, v in sorted(sources.items()))]
+    return ImportReport(
+        BUILDINGS, len(layer.frame), result.inserted, result.duplicates, layer.problems, notes
+    )
 
 
 def load_network(path: str | Path, *, crs: str = DEFAULT_CITY_CRS) -> RoadNetwork:
