@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from citytwin.emulator.kma import KMA_HEADER
 from citytwin.errors import FeedError
 from citytwin.ingest.kma import AREA_LAT, AREA_LON, read_kma, read_kma_stations
 from citytwin.ingest.pipeline import datastream_key, ingest
@@ -23,15 +24,7 @@ from citytwin.model.sensing import Location, Thing, stable_id
 from citytwin.store import ObservationFrame, Store, open_store
 from citytwin.store.base import to_micros
 
-HEADER = [
-    "지점", "지점명", "일시", "기온(°C)", "기온 QC플래그", "강수량(mm)", "강수량 QC플래그",
-    "풍속(m/s)", "풍속 QC플래그", "풍향(16방위)", "풍향 QC플래그", "습도(%)", "습도 QC플래그",
-    "증기압(hPa)", "이슬점온도(°C)", "현지기압(hPa)", "현지기압 QC플래그", "해면기압(hPa)",
-    "해면기압 QC플래그", "일조(hr)", "일조 QC플래그", "일사(MJ/m2)", "일사 QC플래그", "적설(cm)",
-    "3시간신적설(cm)", "전운량(10분위)", "중하층운량(10분위)", "운형(운형약어)", "최저운고(100m )",
-    "시정(10m)", "지면상태(지면상태코드)", "현상번호(국내식)", "지면온도(°C)", "지면온도 QC플래그",
-    "5cm 지중온도(°C)", "10cm 지중온도(°C)", "20cm 지중온도(°C)", "30cm 지중온도(°C)",
-]  # fmt: skip
+HEADER = list(KMA_HEADER)  # the portal layout, as the emulator writes it
 IGNORED = [
     "3시간신적설(cm)", "중하층운량(10분위)", "운형(운형약어)", "최저운고(100m )",
     "지면상태(지면상태코드)", "현상번호(국내식)", "5cm 지중온도(°C)", "10cm 지중온도(°C)",
