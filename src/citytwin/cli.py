@@ -277,7 +277,7 @@ def quarantine_export(
     console.print(f"wrote {len(records):,} records to {out}")
 
 
-IMPORT_KINDS = ("boundaries", "buildings", "network", "osm")
+IMPORT_KINDS = ("boundaries", "buildings", "cityjson", "network", "osm")
 
 
 @app.command("import")
@@ -301,7 +301,12 @@ def import_(
     ] = None,
 ) -> None:
     """Import city layers into the store, in the city CRS; re-importing replaces by key."""
-    from citytwin.space.city import import_buildings, import_districts, import_network
+    from citytwin.space.city import (
+        import_buildings,
+        import_cityjson,
+        import_districts,
+        import_network,
+    )
     from citytwin.store import open_store
 
     if kind not in IMPORT_KINDS:
@@ -324,6 +329,8 @@ def import_(
             ]
         elif kind == "buildings":
             reports = [import_buildings(opened, path, crs=settings.city_crs)]
+        elif kind == "cityjson":
+            reports = [import_cityjson(opened, path, crs=settings.city_crs, source_crs=source_crs)]
         elif kind == "osm":  # an OSM extract: its buildings and its road graph
             reports = [
                 import_buildings(opened, path, crs=settings.city_crs),
@@ -346,6 +353,38 @@ def import_(
             console.print(f"[yellow]note[/yellow] {note}")
         for key, reason in r.problems[:50]:
             console.print(f"[red]problem[/red] {key}: {reason}")
+
+
+@app.command()
+def export(
+    out: Annotated[
+        Path,
+        typer.Argument(
+            help="Output file: .geojson (WGS84), .gpkg (city CRS) or, for buildings, .json "
+            "(CityJSON 2.0 LoD1 solids)."
+        ),
+    ],
+    store: StoreOption = None,
+    layer: Annotated[
+        str, typer.Option(help="Layer: districts, buildings, road_nodes or road_links.")
+    ] = "buildings",
+) -> None:
+    """Export a city layer from the store."""
+    from citytwin.space.city import export_layer
+    from citytwin.store import open_store
+
+    settings = _settings(store)
+    with _domain_errors(), open_store(settings.store_url) as opened:
+        if layer not in opened.layers():
+            known = ", ".join(opened.layers()) or "none yet (citytwin import …)"
+            raise typer.BadParameter(f"{layer!r}; the store has: {known}", param_hint="--layer")
+        try:
+            written, skipped = export_layer(opened, layer, out, crs=settings.city_crs)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="OUT") from None
+    console.print(f"wrote {written:,} {layer} feature(s) to {out}")
+    for key, reason in skipped[:20]:
+        console.print(f"[yellow]left out[/yellow] {key}: {reason}")
 
 
 @app.command()

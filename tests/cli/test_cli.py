@@ -134,3 +134,28 @@ def test_import_network_twice_replaces(tmp_path: Path, shared_data: Path) -> Non
     refused = runner.invoke(app, ["import", "network", str(tntp), "--store", store])
     assert refused.exit_code == 2
     assert "TNTP networks are abstract" in " ".join(refused.output.split())
+
+
+def test_import_osm_and_export_cityjson_geojson(tmp_path: Path, shared_data: Path) -> None:
+    import json
+
+    store = f"duckdb:///{tmp_path / 'c.duckdb'}"
+    imported = runner.invoke(
+        app, ["import", "osm", str(shared_data / "osm" / "asanH.osm"), "--store", store]
+    )
+    assert imported.exit_code == 0, imported.output
+    assert "1,357" in imported.output  # 1,355 building ways + 2 building relations
+    out = tmp_path / "jamsil.json"
+    exported = runner.invoke(app, ["export", str(out), "--store", store])
+    assert exported.exit_code == 0, exported.output
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert document["type"] == "CityJSON"
+    assert document["version"] == "2.0"
+    top = [o for o in document["CityObjects"].values() if o["type"] == "Building"]
+    assert len(top) == 1357
+    geojson = tmp_path / "links.geojson"
+    links = runner.invoke(app, ["export", str(geojson), "--layer", "road_links", "--store", store])
+    assert links.exit_code == 0, links.output
+    assert len(json.loads(geojson.read_text(encoding="utf-8"))["features"]) == 1159
+    missing = runner.invoke(app, ["export", str(geojson), "--layer", "rivers", "--store", store])
+    assert missing.exit_code == 2

@@ -17,7 +17,8 @@ from citytwin.errors import FeedError
 from citytwin.model.sensing import Location, Thing
 from citytwin.space.binding import bind_to_districts, nearest_features
 from citytwin.space.buildings import load_buildings
-from citytwin.space.crs import DEFAULT_CITY_CRS
+from citytwin.space.cityjson import read_cityjson, write_cityjson
+from citytwin.space.crs import DEFAULT_CITY_CRS, WGS84
 from citytwin.space.districts import Level, load_districts
 from citytwin.space.layers import to_batch, to_frame
 from citytwin.space.roads import (
@@ -186,6 +187,45 @@ def import_network(
             )
         )
     return reports
+
+
+def import_cityjson(
+    store: Store, path: str | Path, *, crs: str = DEFAULT_CITY_CRS, source_crs: str | None = None
+) -> ImportReport:
+    """Store the buildings of a CityJSON file (LoD1/LoD2) as footprints with heights.
+
+    Keys are ``cityjson:<CityObject id>``; the height source is ``cityjson``.
+    """
+    frame = read_cityjson(path, crs=source_crs)
+    if frame.crs is None:
+        raise FeedError(str(path), "has no referenceSystem; pass its CRS (--source-crs EPSG:…)")
+    frame = frame.to_crs(crs)
+    frame["key"] = "cityjson:" + frame["key"].astype(str)
+    frame["height_source"] = "cityjson"
+    result = store.write_features(BUILDINGS, to_batch(frame))
+    return ImportReport(BUILDINGS, len(frame), result.inserted, result.duplicates)
+
+
+def export_layer(
+    store: Store, layer: str, out: str | Path, *, crs: str = DEFAULT_CITY_CRS
+) -> tuple[int, list[tuple[str, str]]]:
+    """Write a layer to GeoJSON (WGS84, as RFC 7946 requires), GeoPackage (city CRS) or
+    CityJSON 2.0 (buildings as LoD1 solids, city CRS), chosen by the file suffix.
+
+    Returns the number of features written and those left out, with reasons.
+    """
+    frame = to_frame(store.features(layer), crs=crs)
+    suffix = Path(out).suffix.lower()
+    if suffix in (".json", ".cityjson") and layer == BUILDINGS:
+        skipped = write_cityjson(frame, out, crs=crs)
+        return len(frame) - len(skipped), skipped
+    if suffix in (".geojson", ".json"):
+        frame.to_crs(WGS84).to_file(out, driver="GeoJSON")
+    elif suffix == ".gpkg":
+        frame.to_file(out, driver="GPKG", layer=layer)
+    else:
+        raise ValueError(f"cannot write {out}: expected .geojson, .gpkg or (buildings) .json")
+    return len(frame), []
 
 
 def _network_kind(path: str | Path) -> str:
