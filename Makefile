@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pip's progress bars are noise in CI logs
 PIP := $(BIN)/pip --disable-pip-version-check --no-input -q
 
-.PHONY: install demo test lint typecheck pytest bench clean system-deps
+.PHONY: install demo test lint typecheck pytest bench clean system-deps node-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ install: $(STAMP)  ## create .venv and install citytwin with dev tools (idempote
 system-deps:  ## Debian packages and services the tests need (none yet for the spine)
 	@bash scripts/system-deps.sh
 
+node-deps:  ## Node dev tools pinned in package-lock.json (Khronos glTF-Validator)
+	@bash scripts/node-deps.sh
+
 demo: install  ## generate a day of city data, ingest it into a DuckDB store, print the summary
 	$(BIN)/citytwin demo --out demo-data
 
@@ -32,13 +35,14 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install system-deps
+pytest: install system-deps node-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest  ## lint (ruff), types (mypy --strict), the whole pytest suite
 
 bench: install  ## benchmarks: each prints its figure, a same-run baseline and the ratio
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/tiles.py
 
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules
