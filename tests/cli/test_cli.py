@@ -159,3 +159,19 @@ def test_import_osm_and_export_cityjson_geojson(tmp_path: Path, shared_data: Pat
     assert len(json.loads(geojson.read_text(encoding="utf-8"))["features"]) == 1159
     missing = runner.invoke(app, ["export", str(geojson), "--layer", "rivers", "--store", store])
     assert missing.exit_code == 2
+
+
+def test_export_3dtiles_folder(tmp_path: Path, shared_data: Path) -> None:
+    import json
+
+    store = f"duckdb:///{tmp_path / 'c.duckdb'}"
+    runner.invoke(
+        app, ["import", "buildings", str(shared_data / "osm" / "asanH.osm"), "--store", store]
+    )
+    out = tmp_path / "tiles"
+    result = runner.invoke(app, ["export", str(out), "--store", store])
+    assert result.exit_code == 0, result.output
+    assert "1,357" in result.output
+    tileset = json.loads((out / "tileset.json").read_text(encoding="utf-8"))
+    assert tileset["asset"]["version"] == "1.1"
+    assert len(list(out.rglob("*.glb"))) >= 1

@@ -20,6 +20,7 @@ from citytwin.space.buildings import load_buildings
 from citytwin.space.cityjson import read_cityjson, write_cityjson
 from citytwin.space.crs import DEFAULT_CITY_CRS, WGS84
 from citytwin.space.districts import Level, load_districts
+from citytwin.space.io.tiles3d import write_3dtiles
 from citytwin.space.layers import to_batch, to_frame
 from citytwin.space.roads import (
     RoadNetwork,
@@ -209,13 +210,18 @@ def import_cityjson(
 def export_layer(
     store: Store, layer: str, out: str | Path, *, crs: str = DEFAULT_CITY_CRS
 ) -> tuple[int, list[tuple[str, str]]]:
-    """Write a layer to GeoJSON (WGS84, as RFC 7946 requires), GeoPackage (city CRS) or
-    CityJSON 2.0 (buildings as LoD1 solids, city CRS), chosen by the file suffix.
+    """Write a layer to GeoJSON (WGS84, as RFC 7946 requires), GeoPackage (city CRS),
+    CityJSON 2.0 (buildings as LoD1 solids, city CRS) or, for buildings given a folder or a
+    ``tileset.json`` path, 3D Tiles 1.1 — chosen by the file suffix.
 
     Returns the number of features written and those left out, with reasons.
     """
     frame = to_frame(store.features(layer), crs=crs)
     suffix = Path(out).suffix.lower()
+    if layer == BUILDINGS and (suffix == "" or Path(out).name == "tileset.json"):
+        folder = Path(out) if suffix == "" else Path(out).parent
+        report = write_3dtiles(frame, folder, crs=crs)
+        return report.buildings, list(report.skipped)
     if suffix in (".json", ".cityjson") and layer == BUILDINGS:
         skipped = write_cityjson(frame, out, crs=crs)
         return len(frame) - len(skipped), skipped
