@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,18 @@ def test_every_exported_solid_is_closed_and_outward(
     assert failures == []
 
 
+@pytest.fixture
+def json_encoder_guard() -> Iterator[None]:
+    """cjio replaces ``json.encoder``'s float handling when imported (6-decimal floats, no C
+    encoder) for the whole process; put it back so later tests see the standard library."""
+    namespace = vars(json.encoder)  # typeshed does not declare c_make_encoder
+    saved = namespace["c_make_encoder"]
+    yield
+    namespace["c_make_encoder"] = saved
+    namespace.pop("float", None)  # cjio shadows the builtin float in that module
+
+
+@pytest.mark.usefixtures("json_encoder_guard")
 def test_export_loads_in_cjio(
     buildings: gpd.GeoDataFrame, exported: tuple[Path, list[tuple[str, str]]]
 ) -> None:
