@@ -429,43 +429,65 @@ def demo(
     store: StoreOption = None,
     out: Annotated[Path, typer.Option(help="Folder for generated demo data.")] = Path("demo-data"),
     sensors: Annotated[int, typer.Option(min=1, help="Number of S-DoT sensors.")] = 1100,
+    buildings: Annotated[int, typer.Option(min=1, help="Buildings of the demo city.")] = 20_000,
 ) -> None:
-    """Build a demo city offline: generate a day of sensor and weather data, ingest it all.
+    """Build a demo city offline and run the spine over it.
 
-    Writes S-DoT 2-minute data for ``--sensors`` sensors with realistic faults, KMA hourly
-    observations of five Seoul stations, and the two registries that place them; ingests them
-    into a DuckDB store (``demo-data/city.duckdb``) and prints what landed.
+    A deterministic synthetic city near Seoul (gu and dong, a river with bridges, buildings,
+    roads, sensor sites) is imported into a DuckDB store; a day of S-DoT 2-minute data from its
+    sensors (with realistic faults) and KMA hourly observations of five Seoul stations are
+    generated and ingested; sensors are bound to their dong, nearest building and road link;
+    the buildings are exported as 3D Tiles.
     """
-    from citytwin.emulator.feeds import generate_day, load_sites, load_stations
+    from citytwin.emulator.feeds import generate_day, load_stations
+    from citytwin.space.city import (
+        bind_sensors,
+        export_layer,
+        import_buildings,
+        import_districts,
+        store_network,
+    )
+    from citytwin.space.democity import build_demo_city, write_demo_city
+    from citytwin.store import open_store
 
     settings = _settings(store or f"duckdb:///{out / 'city.duckdb'}")
-    console.print(f"[bold]1/3[/bold] generating one day of data for {sensors:,} sensors in {out}/")
-    sdot_file, kma_file = generate_day(out, sensors=sensors)
-    registry = _write_sensor_registry(out / "sdot_sensors.csv", load_sites(None, sensors, 0))
+    console.print(
+        f"[bold]1/4[/bold] building the demo city ({buildings:,} buildings, "
+        f"{sensors:,} sensor sites) in {out}/city/"
+    )
+    city = build_demo_city(seed=0, buildings=buildings, sensors=sensors, crs=settings.city_crs)
+    layers = write_demo_city(city, out / "city")
+    with open_store(settings.store_url) as opened:
+        for report in (
+            import_districts(opened, layers["districts"], crs=settings.city_crs),
+            import_buildings(opened, layers["buildings"], crs=settings.city_crs),
+            *store_network(opened, city.roads, kind="demo"),
+        ):
+            console.print(f"  {report.layer}: {report.read:,} features")
+    console.print("[bold]2/4[/bold] generating a day of S-DoT and KMA data")
+    sdot_file, kma_file = generate_day(out, sensors=sensors, registry=layers["sensors"])
     stations = _write_station_registry(out / "kma_stations.csv", load_stations(None))
-    console.print(f"[bold]2/3[/bold] ingesting into {settings.store_url}")
+    console.print(f"[bold]3/4[/bold] ingesting into {settings.store_url}")
     steps = [
         ("kma-stations", stations, {}),
         ("kma", kma_file, {"stations": str(stations)}),
-        ("sdot", sdot_file, {"registry": str(registry)}),
+        ("sdot", sdot_file, {"registry": str(layers["sensors"])}),
     ]
     for feed, path, options in steps:
         _ingest_with_progress(feed, [str(path)], settings, options)
-    console.print("[bold]3/3[/bold] the store now holds:")
-    stats(settings.store_url)
+    console.print("[bold]4/4[/bold] binding sensors to the city and exporting 3D Tiles")
+    with open_store(settings.store_url) as opened:
+        bound = bind_sensors(opened, crs=settings.city_crs)
+        written, _ = export_layer(opened, "buildings", out / "tiles", crs=settings.city_crs)
     console.print(
-        f"[green]done[/green] — explore with `citytwin stats --store {settings.store_url}` "
-        f"and `citytwin quarantine list --store {settings.store_url}`"
+        f"  {bound.bound:,} sensors placed in their dong; {len(bound.outside):,} "
+        f"outside; {written:,} buildings in {out / 'tiles' / 'tileset.json'}"
     )
-
-
-def _write_sensor_registry(path: Path, sites: Any) -> Path:
-    """The demo's S-DoT registry in the layout of the city's (시리얼, 위도, 경도)."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["시리얼", "위도", "경도"])
-        writer.writerows([site.serial, f"{site.lat:.8f}", f"{site.lon:.8f}"] for site in sites)
-    return path
+    console.print(
+        f"[green]done[/green] — explore with `citytwin stats --store {settings.store_url}`, "
+        f"`citytwin quarantine list --store {settings.store_url}`, or aggregate by district "
+        "in Python: store.aggregate(by='thing.gu', observed_property='pm25')"
+    )
 
 
 def _write_station_registry(path: Path, stations: Any) -> Path:

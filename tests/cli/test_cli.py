@@ -81,22 +81,32 @@ def test_generic_without_mapping_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_demo_builds_a_city_store_offline(tmp_path: Path) -> None:
+    import json
+
     from citytwin.model import Location, Thing
     from citytwin.store import open_store
 
     out = tmp_path / "demo"
-    result = runner.invoke(app, ["demo", "--out", str(out), "--sensors", "12"])
+    args = ["demo", "--out", str(out), "--sensors", "12", "--buildings", "400"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    sensors = (out / "sdot_sensors.csv").read_text(encoding="utf-8").splitlines()[1:]
+    sensors = (out / "city" / "sensors.csv").read_text(encoding="utf-8").splitlines()[1:]
     with open_store(f"duckdb:///{out / 'city.duckdb'}") as store:
         things = store.entities(Thing)
         located = store.entities(Location)
         stats = {(s.feed, s.observed_property): s.observations for s in store.stats()}
+        layers = store.layers()
+        by_gu = store.aggregate(bucket="day", by="thing.gu", observed_property="pm25")
     assert len(sensors) == 12
     assert len(things) == 12 + 5  # the sensors and the five KMA stations
     assert len(located) == 12 + 5
-    header = (out / "ALLDATA_20200315.csv").read_text(encoding="utf-8").splitlines()
-    assert stats[("sdot", "pm25")] == sum(1 for row in header[1:] if row.split(",")[2] != "")
+    assert layers["buildings"] == 400
+    assert layers["districts"] > 0
+    rows = (out / "ALLDATA_20200315.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert stats[("sdot", "pm25")] == sum(1 for row in rows if row.split(",")[2] != "")
+    assert sum(by_gu.column("count").to_pylist()) == stats[("sdot", "pm25")]
+    tileset = json.loads((out / "tiles" / "tileset.json").read_text(encoding="utf-8"))
+    assert tileset["asset"]["version"] == "1.1"
 
 
 def test_import_boundaries_and_bind(tmp_path: Path, shared_data: Path) -> None:
