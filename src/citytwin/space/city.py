@@ -169,7 +169,11 @@ def import_network(
             "has no geographic coordinates (TNTP networks are abstract); "
             "it can be used for assignment but not placed in the city model",
         )
-    kind = _network_kind(path)
+    return store_network(store, network, kind=_network_kind(path))
+
+
+def store_network(store: Store, network: RoadNetwork, *, kind: str) -> list[ImportReport]:
+    """Write a network's nodes and links as ``road_nodes``/``road_links`` keyed ``<kind>:<id>``."""
     reports = []
     for layer, frame, column in (
         (ROAD_NODES, network.nodes, "node_id"),
@@ -178,14 +182,9 @@ def import_network(
         keyed = frame.copy()
         keyed.insert(0, "key", kind + ":" + keyed[column].astype(str))
         result = store.write_features(layer, to_batch(keyed))
+        problems = list(network.problems) if layer == ROAD_LINKS else []
         reports.append(
-            ImportReport(
-                layer,
-                len(keyed),
-                result.inserted,
-                result.duplicates,
-                list(network.problems) if layer == ROAD_LINKS else [],
-            )
+            ImportReport(layer, len(keyed), result.inserted, result.duplicates, problems)
         )
     return reports
 
