@@ -357,31 +357,38 @@ def import_(
 
 @app.command()
 def export(
-    out: Annotated[
-        Path,
+    format: Annotated[
+        str,
         typer.Argument(
-            help="Output file: .geojson (WGS84), .gpkg (city CRS) or, for buildings, .json "
-            "(CityJSON 2.0 LoD1 solids)."
+            help="geojson (WGS84), gpkg (city CRS), cityjson (CityJSON 2.0 LoD1 solids) or 3dtiles "
+            "(3D Tiles 1.1: OUT is a folder for tileset.json and .glb tiles)."
         ),
     ],
+    out: Annotated[Path, typer.Argument(help="Output file (folder for 3dtiles).")],
     store: StoreOption = None,
     layer: Annotated[
         str, typer.Option(help="Layer: districts, buildings, road_nodes or road_links.")
     ] = "buildings",
 ) -> None:
     """Export a city layer from the store."""
-    from citytwin.space.city import export_layer
+    from citytwin.space.city import EXPORT_FORMATS, export_layer
     from citytwin.store import open_store
 
+    if format not in EXPORT_FORMATS:
+        raise typer.BadParameter(
+            f"{format!r}; expected one of {', '.join(EXPORT_FORMATS)}", param_hint="FORMAT"
+        )
     settings = _settings(store)
     with _domain_errors(), open_store(settings.store_url) as opened:
         if layer not in opened.layers():
             known = ", ".join(opened.layers()) or "none yet (citytwin import …)"
             raise typer.BadParameter(f"{layer!r}; the store has: {known}", param_hint="--layer")
         try:
-            written, skipped = export_layer(opened, layer, out, crs=settings.city_crs)
+            written, skipped = export_layer(
+                opened, layer, out, format=format, crs=settings.city_crs
+            )
         except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="OUT") from None
+            raise typer.BadParameter(str(exc), param_hint="FORMAT/--layer") from None
     console.print(f"wrote {written:,} {layer} feature(s) to {out}")
     for key, reason in skipped[:20]:
         console.print(f"[yellow]left out[/yellow] {key}: {reason}")
@@ -478,7 +485,9 @@ def demo(
     console.print("[bold]4/4[/bold] binding sensors to the city and exporting 3D Tiles")
     with open_store(settings.store_url) as opened:
         bound = bind_sensors(opened, crs=settings.city_crs)
-        written, _ = export_layer(opened, "buildings", out / "tiles", crs=settings.city_crs)
+        written, _ = export_layer(
+            opened, "buildings", out / "tiles", format="3dtiles", crs=settings.city_crs
+        )
     console.print(
         f"  {bound.bound:,} sensors placed in their dong; {len(bound.outside):,} "
         f"outside; {written:,} buildings in {out / 'tiles' / 'tileset.json'}"

@@ -156,7 +156,7 @@ def test_import_osm_and_export_cityjson_geojson(tmp_path: Path, shared_data: Pat
     assert imported.exit_code == 0, imported.output
     assert "1,357" in imported.output  # 1,355 building ways + 2 building relations
     out = tmp_path / "jamsil.json"
-    exported = runner.invoke(app, ["export", str(out), "--store", store])
+    exported = runner.invoke(app, ["export", "cityjson", str(out), "--store", store])
     assert exported.exit_code == 0, exported.output
     document = json.loads(out.read_text(encoding="utf-8"))
     assert document["type"] == "CityJSON"
@@ -164,10 +164,14 @@ def test_import_osm_and_export_cityjson_geojson(tmp_path: Path, shared_data: Pat
     top = [o for o in document["CityObjects"].values() if o["type"] == "Building"]
     assert len(top) == 1357
     geojson = tmp_path / "links.geojson"
-    links = runner.invoke(app, ["export", str(geojson), "--layer", "road_links", "--store", store])
+    links = runner.invoke(
+        app, ["export", "geojson", str(geojson), "--layer", "road_links", "--store", store]
+    )
     assert links.exit_code == 0, links.output
     assert len(json.loads(geojson.read_text(encoding="utf-8"))["features"]) == 1159
-    missing = runner.invoke(app, ["export", str(geojson), "--layer", "rivers", "--store", store])
+    missing = runner.invoke(
+        app, ["export", "geojson", str(geojson), "--layer", "rivers", "--store", store]
+    )
     assert missing.exit_code == 2
 
 
@@ -179,7 +183,7 @@ def test_export_3dtiles_folder(tmp_path: Path, shared_data: Path) -> None:
         app, ["import", "buildings", str(shared_data / "osm" / "asanH.osm"), "--store", store]
     )
     out = tmp_path / "tiles"
-    result = runner.invoke(app, ["export", str(out), "--store", store])
+    result = runner.invoke(app, ["export", "3dtiles", str(out), "--store", store])
     assert result.exit_code == 0, result.output
     assert "1,357" in result.output
     tileset = json.loads((out / "tileset.json").read_text(encoding="utf-8"))

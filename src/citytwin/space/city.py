@@ -206,31 +206,53 @@ def import_cityjson(
     return ImportReport(BUILDINGS, len(frame), result.inserted, result.duplicates)
 
 
-def export_layer(
-    store: Store, layer: str, out: str | Path, *, crs: str = DEFAULT_CITY_CRS
-) -> tuple[int, list[tuple[str, str]]]:
-    """Write a layer to GeoJSON (WGS84, as RFC 7946 requires), GeoPackage (city CRS),
-    CityJSON 2.0 (buildings as LoD1 solids, city CRS) or, for buildings given a folder or a
-    ``tileset.json`` path, 3D Tiles 1.1 — chosen by the file suffix.
+EXPORT_FORMATS = ("geojson", "gpkg", "cityjson", "3dtiles")
 
-    Returns the number of features written and those left out, with reasons.
+
+def export_layer(
+    store: Store,
+    layer: str,
+    out: str | Path,
+    *,
+    format: str | None = None,
+    crs: str = DEFAULT_CITY_CRS,
+) -> tuple[int, list[tuple[str, str]]]:
+    """Write a layer as GeoJSON (WGS84, as RFC 7946 requires), GeoPackage (city CRS), CityJSON
+    2.0 (buildings as LoD1 solids, city CRS) or 3D Tiles 1.1 (buildings; ``out`` is a folder).
+
+    ``format`` defaults to what ``out`` looks like: ``.geojson``, ``.gpkg``, ``.json`` (CityJSON),
+    or a folder / ``tileset.json`` (3D Tiles). Returns the number of features written and those
+    left out, with reasons.
     """
+    format = format or _format_of(Path(out), layer)
+    if format not in EXPORT_FORMATS:
+        raise ValueError(
+            f"unknown export format {format!r}; expected one of {', '.join(EXPORT_FORMATS)}"
+        )
+    if format in ("cityjson", "3dtiles") and layer != BUILDINGS:
+        raise ValueError(f"{format} holds buildings; layer {layer!r} exports as geojson or gpkg")
     frame = to_frame(store.features(layer), crs=crs)
-    suffix = Path(out).suffix.lower()
-    if layer == BUILDINGS and (suffix == "" or Path(out).name == "tileset.json"):
-        folder = Path(out) if suffix == "" else Path(out).parent
+    if format == "3dtiles":
+        folder = Path(out).parent if Path(out).name == "tileset.json" else Path(out)
         report = write_3dtiles(frame, folder, crs=crs)
         return report.buildings, list(report.skipped)
-    if suffix in (".json", ".cityjson") and layer == BUILDINGS:
+    if format == "cityjson":
         skipped = write_cityjson(frame, out, crs=crs)
         return len(frame) - len(skipped), skipped
-    if suffix in (".geojson", ".json"):
+    if format == "geojson":
         frame.to_crs(WGS84).to_file(out, driver="GeoJSON")
-    elif suffix == ".gpkg":
-        frame.to_file(out, driver="GPKG", layer=layer)
     else:
-        raise ValueError(f"cannot write {out}: expected .geojson, .gpkg or (buildings) .json")
+        frame.to_file(out, driver="GPKG", layer=layer)
     return len(frame), []
+
+
+def _format_of(out: Path, layer: str) -> str:
+    suffix = out.suffix.lower()
+    if suffix == "" or out.name == "tileset.json":
+        return "3dtiles"
+    if suffix in (".json", ".cityjson") and layer == BUILDINGS:
+        return "cityjson"
+    return {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg"}.get(suffix, suffix)
 
 
 def _network_kind(path: str | Path) -> str:
