@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install citytwin with dev tools (idempotent)
 
-system-deps:  ## Debian packages and services the tests need (none yet for the spine)
-	@bash scripts/system-deps.sh
+system-deps:  ## Debian packages the tests need (Chromium renders 3D Tiles with CesiumJS)
+	@bash scripts/system-deps.sh chromium
 
-node-deps:  ## Node dev tools pinned in package-lock.json (Khronos glTF-Validator)
+node-deps:  ## Node dev tools pinned in package-lock.json (glTF-Validator, CesiumJS, playwright-core)
 	@bash scripts/node-deps.sh
 
 demo: install  ## generate a day of city data, ingest it into a DuckDB store, print the summary

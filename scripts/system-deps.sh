@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs, when missing. The spine (issue 2) needs
-# none beyond Python; later parts add mosquitto, PostgreSQL/PostGIS and Chromium here.
+# Installs the Debian packages named as arguments when they are missing (the Makefile passes
+# what the tests need: chromium for the CesiumJS render check; later mosquitto, PostGIS).
 set -euo pipefail
 need=()
 for pkg in "$@"; do
