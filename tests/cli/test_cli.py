@@ -107,6 +107,15 @@ def test_demo_builds_a_city_store_offline(tmp_path: Path) -> None:
     assert sum(by_gu.column("count").to_pylist()) == stats[("sdot", "pm25")]
     tileset = json.loads((out / "tiles" / "tileset.json").read_text(encoding="utf-8"))
     assert tileset["asset"]["version"] == "1.1"
+    # buildings carry their dong in the tile metadata (EXT_structural_metadata)
+    dong_columns = 0
+    for glb in (out / "tiles").rglob("*.glb"):
+        data = glb.read_bytes()
+        length = int.from_bytes(data[12:16], "little")  # first chunk: the glTF JSON
+        gltf = json.loads(data[20 : 20 + length])
+        tables = gltf["extensions"]["EXT_structural_metadata"]["propertyTables"]
+        dong_columns += sum("dong" in table["properties"] for table in tables)
+    assert dong_columns > 0
 
 
 def test_import_boundaries_and_bind(tmp_path: Path, shared_data: Path) -> None:

@@ -107,3 +107,14 @@ def nearest_features(
     keys[point_index] = features[key].to_numpy()[feature_index]
     distances[point_index] = found
     return keys, distances
+
+
+def dong_of_features(
+    features: gpd.GeoDataFrame, districts: gpd.GeoDataFrame
+) -> NDArray[np.object_]:
+    """The dong name of each feature (by a point inside it), both frames in the city CRS.
+
+    A feature in no dong gets None; a feature across a border counts where its inside point is.
+    """
+    points = shapely.point_on_surface(features.geometry.to_numpy())
+    return _lookup(points, districts[districts["level"] == "dong"])[1]

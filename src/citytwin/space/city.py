@@ -15,7 +15,7 @@ import pandas as pd
 
 from citytwin.errors import FeedError
 from citytwin.model.sensing import Location, Thing
-from citytwin.space.binding import bind_to_districts, nearest_features
+from citytwin.space.binding import bind_to_districts, dong_of_features, nearest_features
 from citytwin.space.buildings import load_buildings
 from citytwin.space.cityjson import read_cityjson, write_cityjson
 from citytwin.space.crs import DEFAULT_CITY_CRS, WGS84
@@ -232,6 +232,9 @@ def export_layer(
     if format in ("cityjson", "3dtiles") and layer != BUILDINGS:
         raise ValueError(f"{format} holds buildings; layer {layer!r} exports as geojson or gpkg")
     frame = to_frame(store.features(layer), crs=crs)
+    if layer == BUILDINGS and "dong" not in frame and store.layers().get(DISTRICTS):
+        districts = to_frame(store.features(DISTRICTS), crs=crs)
+        frame["dong"] = dong_of_features(frame, districts)  # 3D Tiles / CityJSON metadata
     if format == "3dtiles":
         folder = Path(out).parent if Path(out).name == "tileset.json" else Path(out)
         report = write_3dtiles(frame, folder, crs=crs)
