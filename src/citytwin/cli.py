@@ -285,8 +285,9 @@ def import_(
     kind: Annotated[
         str,
         typer.Argument(
-            help="boundaries (gu/dong: GeoJSON, TopoJSON, Shapefile, GeoPackage), network (SUMO "
-            ".net.xml, OSM .osm) or osm (the roads of an OSM .osm extract)."
+            help="boundaries (gu/dong: GeoJSON, TopoJSON, Shapefile, GeoPackage), buildings "
+            "(OSM .osm/.osm.pbf or footprints with height/floors), cityjson (LoD1/LoD2 "
+            "buildings), network (SUMO .net.xml or OSM roads) or osm (buildings and roads)."
         ),
     ],
     path: Annotated[Path, typer.Argument(help="The file to import.")],
