@@ -7,7 +7,6 @@ Values come from keyword arguments, else ``CITYTWIN_*`` environment variables, e
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,7 +23,6 @@ class Settings(BaseModel):
     max_input_bytes: int = Field(
         8 * 1024**3, gt=0, description="Largest input file ingest accepts (bytes)"
     )
-    data_dir: Path = Field(Path("."), description="Where generated and demo data go")
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from citytwin.errors import FeedError
 from citytwin.model.sensing import Location, Thing
@@ -121,12 +120,6 @@ def bind_sensors(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> BindReport:
     return BindReport(
         len(located) - len(outside), outside, len(things) - len({loc.thing_id for loc in located})
     )
-
-
-def district_table(store: Store, *, crs: str = DEFAULT_CITY_CRS) -> pd.DataFrame:
-    """The districts layer without geometry: key, code, name, name_eng, level, parent_code."""
-    frame = to_frame(store.features(DISTRICTS), crs=crs)
-    return pd.DataFrame(frame.drop(columns=frame.geometry.name))
 
 
 def import_buildings(
