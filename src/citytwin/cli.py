@@ -396,6 +396,21 @@ def export(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    store: StoreOption = None,
+) -> None:
+    """Serve the OGC SensorThings API v1.1 (read side, under /v1.1) over the store."""
+    import uvicorn
+
+    from citytwin.api import create_app
+
+    with _domain_errors():
+        uvicorn.run(create_app(_settings(store)), host=host, port=port, log_level="info")
+
+
+@app.command()
 def bind(store: StoreOption = None) -> None:
     """Place every located sensor in its dong and gu (needs imported boundaries)."""
     from citytwin.space.city import bind_sensors

@@ -1,0 +1,57 @@
+"""The web application factory: ``create_app(settings, *, store=None)``.
+
+Nothing connects at import time. An injected store belongs to the caller (it is never closed
+here); without one, the app opens ``settings.store_url`` on the first request that needs it and
+closes it when the app shuts down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from citytwin import __version__
+from citytwin.api.errors import install_error_handlers
+from citytwin.api.sta import StoreAccess, create_router
+from citytwin.config import Settings
+from citytwin.store.base import Store
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
+
+    >>> app = create_app(Settings(store_url="memory://"))
+    >>> app.title
+    'citytwin SensorThings API'
+    """
+    settings = settings or Settings.from_env()
+    access = StoreAccess(lambda: store) if store is not None else StoreAccess(_opener(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if store is None:
+            access.close()
+
+    app = FastAPI(
+        title="citytwin SensorThings API",
+        version=__version__,
+        summary="Urban digital twin: OGC SensorThings API v1.1 Part 1 (Sensing), read side.",
+        lifespan=lifespan,
+    )
+    app.state.store_access = access
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(create_router())
+    return app
+
+
+def _opener(settings: Settings) -> Callable[[], Store]:
+    def open_configured() -> Store:
+        from citytwin.store import open_store  # the registry imports the backend lazily
+
+        return open_store(settings.store_url)
+
+    return open_configured
