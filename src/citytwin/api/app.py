@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from citytwin import __version__
+from citytwin.api import features, twin
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import StoreAccess, create_router
 from citytwin.config import Settings
@@ -45,6 +46,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(create_router())
+    app.include_router(twin.create_router())
+    app.include_router(features.create_router())
     return app
 
 
