@@ -1,7 +1,8 @@
 """OGC SensorThings API v1.1 Part 1 (Sensing), read side: entity sets, entities, navigation.
 
 Reference: OGC 18-088, SensorThings API Part 1: Sensing Version 1.1 — section 9 (resource path),
-section 9.3 (query options ``$top``, ``$skip``, ``$count``, ``$orderby``). ``$filter``,
+section 9.3 (query options ``$top``, ``$skip``, ``$count``, ``$orderby``, and ``$filter``, evaluated
+in memory on each entity's STA JSON by :mod:`citytwin.api.filter` — SQL push-down comes next).
 ``$expand`` and ``$select`` are refused with a 400 naming the parameter rather than ignored.
 
 Observation ids
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -34,6 +35,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from numpy.typing import NDArray
 
 from citytwin.api.errors import InvalidParameterError, NotFoundError, UnsupportedParameterError
+from citytwin.api.filter import compile_to_predicate
+from citytwin.api.filter_tokens import FilterSyntaxError
 from citytwin.model.sensing import (
     Datastream,
     Entity,
@@ -51,7 +54,7 @@ DEFAULT_TOP = 100
 MAX_TOP = 10_000
 HOUR_US = 3_600_000_000
 _HOUR_BITS = 21
-SUPPORTED_OPTIONS = frozenset({"$top", "$skip", "$count", "$orderby"})
+SUPPORTED_OPTIONS = frozenset({"$top", "$skip", "$count", "$orderby", "$filter"})
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
@@ -155,6 +158,9 @@ def find_observation(store: Store, observation_id: int) -> ObservationFrame:
 OrderField = Literal["id", "phenomenonTime"]
 
 
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
 @dataclass(frozen=True)
 class QueryOptions:
     top: int
@@ -162,6 +168,7 @@ class QueryOptions:
     count: bool
     descending: bool
     order_by: OrderField | None
+    where: Predicate | None = None  # $filter, evaluated on each entity's STA JSON
 
 
 _ORDERBY = re.compile(r"\s*(@iot\.id|id|phenomenonTime)(?:\s+(asc|desc))?\s*")
@@ -173,20 +180,32 @@ def query_options(
     skip: Annotated[int, Query(alias="$skip", ge=0)] = 0,
     count: Annotated[bool, Query(alias="$count")] = False,
     orderby: Annotated[str | None, Query(alias="$orderby")] = None,
+    filter_: Annotated[str | None, Query(alias="$filter")] = None,
 ) -> QueryOptions:
     """Validate the query options; refuse the ones not implemented rather than ignore them."""
     for name in request.query_params:
         if name.startswith("$") and name not in SUPPORTED_OPTIONS:
             raise UnsupportedParameterError(name)
+    where = _predicate(filter_)
     if orderby is None:
-        return QueryOptions(top, skip, count, descending=False, order_by=None)
+        return QueryOptions(top, skip, count, descending=False, order_by=None, where=where)
     match = _ORDERBY.fullmatch(orderby)
     if match is None:
         raise InvalidParameterError(
             "$orderby", f"cannot order by {orderby!r}; expected 'id' or 'phenomenonTime' [asc|desc]"
         )
     field: OrderField = "id" if match[1] in ("id", "@iot.id") else "phenomenonTime"
-    return QueryOptions(top, skip, count, descending=match[2] == "desc", order_by=field)
+    return QueryOptions(top, skip, count, match[2] == "desc", field, where)
+
+
+def _predicate(text: str | None) -> Predicate | None:
+    """``$filter`` parsed once per request; a syntax error is a 400 naming its position."""
+    if text is None:
+        return None
+    try:
+        return compile_to_predicate(text)
+    except FilterSyntaxError as exc:
+        raise InvalidParameterError("$filter", str(exc)) from None
 
 
 Options = Annotated[QueryOptions, Depends(query_options)]
@@ -243,6 +262,11 @@ def entity_collection(entities: Sequence[Entity], base: str, options: QueryOptio
     if options.order_by == "phenomenonTime":
         raise InvalidParameterError("$orderby", "phenomenonTime applies to Observations only")
     ordered = sorted(entities, key=lambda e: e.id or 0, reverse=options.descending)
+    if options.where is not None:  # in memory for now; a SQL push-down is the next step
+        where = options.where
+        rendered = [render_entity(e, base) for e in ordered]
+        kept = [item for item in rendered if where(item)]
+        return Collection(len(kept), lambda skip, top: kept[skip : skip + top])
     return Collection(
         len(ordered), lambda skip, top: [render_entity(e, base) for e in ordered[skip : skip + top]]
     )
@@ -257,6 +281,10 @@ def observation_collection(frame: ObservationFrame, base: str, options: QueryOpt
         order = np.arange(len(frame))  # storage order: (datastream, time)
     if options.descending:
         order = order[::-1]
+    if options.where is not None:
+        where = options.where
+        kept = [item for item in render_observations(frame.take(order), base) if where(item)]
+        return Collection(len(kept), lambda skip, top: kept[skip : skip + top])
     return Collection(
         len(frame),
         lambda skip, top: render_observations(frame.take(order[skip : skip + top]), base),
