@@ -1,8 +1,9 @@
-"""The web application factory: ``create_app(settings, *, store=None)``.
+"""The web application factory: ``create_app(settings, *, store=None, bus=None)``.
 
-Nothing connects at import time. An injected store belongs to the caller (it is never closed
-here); without one, the app opens ``settings.store_url`` on the first request that needs it and
-closes it when the app shuts down.
+Nothing connects at import time. An injected store or bus belongs to the caller (it is never
+closed here); without one, the app opens ``settings.store_url`` on the first request that needs it
+and closes it when the app shuts down, and builds an :class:`~citytwin.bus.memory.InProcessBus`
+(closed at shutdown, which ends the open WebSocket streams).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from citytwin import __version__
-from citytwin.api import features, twin
+from citytwin.api import features, ngsi_ld, twin, ws
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import StoreAccess, create_router
+from citytwin.bus import Bus, open_bus
 from citytwin.config import Settings
 from citytwin.store.base import Store
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, store: Store | None = None, bus: Bus | None = None
+) -> FastAPI:
     """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
 
     >>> app = create_app(Settings(store_url="memory://"))
@@ -29,10 +33,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     """
     settings = settings or Settings.from_env()
     access = StoreAccess(lambda: store) if store is not None else StoreAccess(_opener(settings))
+    live = bus if bus is not None else open_bus()  # the in-process bus connects to nothing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        if bus is None:
+            live.close()
         if store is None:
             access.close()
 
@@ -44,10 +51,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     )
     app.state.store_access = access
     app.state.settings = settings
+    app.state.bus = live
     install_error_handlers(app)
     app.include_router(create_router())
     app.include_router(twin.create_router())
     app.include_router(features.create_router())
+    app.include_router(ngsi_ld.create_router())
+    app.include_router(ws.create_router())
     return app
 
 

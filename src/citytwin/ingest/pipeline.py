@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import numpy as np
 from numpy.typing import NDArray
 
+from citytwin.bus.base import Bus, observations_topic
 from citytwin.ingest.base import FeedBatch, Readings, SensorSpec, ThingSpec
 from citytwin.ingest.qc import check_quality, sort_readings
 from citytwin.ingest.source import Reject
@@ -79,10 +80,20 @@ def datastream_key(thing_key: str, property_key: str) -> str:
 
 
 class Ingestor:
-    """Writes feed batches into a store; remembers which entities it has registered."""
+    """Writes feed batches into a store; remembers which entities it has registered.
 
-    def __init__(self, store: Store, *, now: Callable[[], datetime] | None = None) -> None:
+    With a ``bus``, each batch that stored at least one new observation is announced on
+    ``observations/<feed>`` as the frame written. The store reports counts, not which rows were
+    new, so a batch that mixes new and already-stored rows re-announces the old ones too; their
+    identity (datastream, time) is unchanged, so consumers treat messages as idempotent upserts.
+    A batch of duplicates only is not announced.
+    """
+
+    def __init__(
+        self, store: Store, *, now: Callable[[], datetime] | None = None, bus: Bus | None = None
+    ) -> None:
         self.store = store
+        self.bus = bus
         self._now = now or (lambda: datetime.now(UTC))
         self._registered: set[tuple[str, int]] = set()
 
@@ -100,6 +111,8 @@ class Ingestor:
         self.store.write_quarantine(
             [QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason) for r in rejects]
         )
+        if self.bus is not None and result.inserted:
+            self.bus.publish(observations_topic(batch.feed), frame)
         summary.stored = result.inserted
         summary.duplicates = result.duplicates + duplicate_values
         summary.flagged = int(np.count_nonzero(frame.quality))
