@@ -24,6 +24,10 @@ class Settings(BaseModel):
         8 * 1024**3, gt=0, description="Largest input file ingest accepts (bytes)"
     )
 
+    api_tokens: tuple[str, ...] = Field(
+        (), repr=False, description="Bearer tokens allowed to write (env: comma-separated)"
+    )
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Build settings from ``CITYTWIN_*`` environment variables, then overrides."""
@@ -32,5 +36,7 @@ class Settings(BaseModel):
             for name in cls.model_fields
             if f"CITYTWIN_{name.upper()}" in os.environ
         }
+        if isinstance(tokens := env.get("api_tokens"), str):
+            env["api_tokens"] = tuple(t.strip() for t in tokens.split(",") if t.strip())
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(env)

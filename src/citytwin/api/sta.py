@@ -171,7 +171,7 @@ class QueryOptions:
     where: Predicate | None = None  # $filter, evaluated on each entity's STA JSON
 
 
-_ORDERBY = re.compile(r"\s*(@iot\.id|id|phenomenonTime)(?:\s+(asc|desc))?\s*")
+_ORDERBY = re.compile(r"\s*(@iot\.id|id|phenomenonTime)(?:\s+(asc|desc))?\s*", re.IGNORECASE)
 
 
 def query_options(
@@ -194,8 +194,8 @@ def query_options(
         raise InvalidParameterError(
             "$orderby", f"cannot order by {orderby!r}; expected 'id' or 'phenomenonTime' [asc|desc]"
         )
-    field: OrderField = "id" if match[1] in ("id", "@iot.id") else "phenomenonTime"
-    return QueryOptions(top, skip, count, match[2] == "desc", field, where)
+    field: OrderField = "id" if match[1].lower() in ("id", "@iot.id") else "phenomenonTime"
+    return QueryOptions(top, skip, count, (match[2] or "").lower() == "desc", field, where)
 
 
 def _predicate(text: str | None) -> Predicate | None:

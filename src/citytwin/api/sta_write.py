@@ -1,0 +1,600 @@
+"""OGC SensorThings API v1.1 Part 1 (Sensing), write side: create (POST) and dataArray.
+
+Reference: OGC 18-088 section 10.2 (create entities, deep insert, links by ``{"@iot.id": n}``) and
+section 14.3 (``CreateObservations`` with ``dataArray``). Update and delete (10.3, 10.4) are not
+implemented: PATCH, PUT and DELETE on an entity answer 405 with a body saying so.
+
+Security by default: every write needs ``Authorization: Bearer <token>`` with a token listed in
+``Settings.api_tokens`` (env ``CITYTWIN_API_TOKENS``, comma-separated). With no token configured
+every write is refused (403); a missing or wrong token is a 401.
+
+Ids are server-assigned: each created entity gets a natural key ``api:<uuid4>`` and its ``@iot.id``
+derives from it (:func:`citytwin.model.sensing.stable_id`). An inline object carrying ``@iot.id``
+is a link to an existing entity (which must exist); its other fields are ignored, as FROST does.
+Observations get the read side's deterministic id (:func:`citytwin.api.sta.observation_ids`);
+the store keeps one observation per (datastream, phenomenon time start), so a second one at the
+same instant is a 409 (or ``"error"`` in a dataArray response). ``resultTime`` is validated but
+not stored (the store keeps none).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from numpy.typing import NDArray
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from citytwin.api.errors import InvalidParameterError, error_body
+from citytwin.api.sta import (
+    ENTITY_SETS,
+    VERSION,
+    StoreAccess,
+    observation_ids,
+    render_entity,
+    render_observations,
+    service_base,
+)
+from citytwin.config import Settings
+from citytwin.errors import CitytwinError
+from citytwin.model.geojson import Geometry
+from citytwin.model.sensing import (
+    GEOJSON,
+    OM_MEASUREMENT,
+    SENSOR_ENCODING_PDF,
+    Datastream,
+    Entity,
+    FeatureOfInterest,
+    HistoricalLocation,
+    Location,
+    ObservedProperty,
+    Sensor,
+    Thing,
+    UnitOfMeasurement,
+    UTCDateTime,
+)
+from citytwin.store.base import ObservationFrame, Store, to_micros
+
+E = TypeVar("E", bound=Entity)
+KEY_PREFIX = "api:"
+DATA_ARRAY_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime"})
+
+
+# -- errors -------------------------------------------------------------------------------------
+class WriteError(CitytwinError):
+    """A refused write with its own status code (401, 403, 405, 409)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        parameter: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.parameter = parameter
+        self.headers = headers or {}
+        super().__init__(message)
+
+
+async def _write_error(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, WriteError)
+    body = error_body(error.status, type(error).__name__, str(error), error.parameter)
+    return JSONResponse(body, status_code=error.status, headers=error.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Give :class:`WriteError` its own status codes (the generic table maps it to 500)."""
+    app.add_exception_handler(WriteError, _write_error)
+
+
+# -- authorisation ------------------------------------------------------------------------------
+def authorise(request: Request) -> None:
+    """Let the request write only with a bearer token from ``settings.api_tokens``."""
+    settings: Settings = request.app.state.settings
+    tokens = [t for t in settings.api_tokens if t]
+    if not tokens:
+        raise WriteError(
+            403,
+            "writes are disabled: no API tokens configured; set CITYTWIN_API_TOKENS to a "
+            "comma-separated list of tokens (or Settings(api_tokens=(...))) and send "
+            "'Authorization: Bearer <token>'",
+        )
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    challenge = {"WWW-Authenticate": 'Bearer realm="citytwin"'}
+    if scheme.lower() != "bearer" or not token.strip():
+        raise WriteError(401, "writes need 'Authorization: Bearer <token>'", headers=challenge)
+    presented = token.strip().encode()
+    if not any(hmac.compare_digest(presented, t.encode()) for t in tokens):
+        raise WriteError(401, "the bearer token is not valid", headers=challenge)
+
+
+async def json_body(request: Request, _: Annotated[None, Depends(authorise)]) -> Any:
+    """The JSON body, read only after the request is authorised."""
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError("body", f"not valid JSON: {exc}") from None
+
+
+Body = Annotated[Any, Depends(json_body)]
+
+
+# -- input models -------------------------------------------------------------------------------
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Link(_In):
+    """``{"@iot.id": n}``: a link to an existing entity."""
+
+    id: int = Field(alias="@iot.id")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _only_id(cls, value: Any) -> Any:
+        """Other fields next to ``@iot.id`` are ignored, as FROST-Server does (clients such as
+        frost-sta-client send the whole linked entity)."""
+        if isinstance(value, dict) and "@iot.id" in value:
+            return {"@iot.id": value["@iot.id"]}
+        return value
+
+
+def _ref_kind(value: Any) -> str:
+    return "@link" if isinstance(value, dict) and "@iot.id" in value else "@inline"
+
+
+def _phenomenon_start(value: Any) -> Any:
+    """An ISO 8601 instant, or an interval ``start/end`` (checked) reduced to its start."""
+    if isinstance(value, str) and "/" in value:
+        start, _, end = value.partition("/")
+        adapter = TypeAdapter(UTCDateTime)
+        if adapter.validate_python(end) < adapter.validate_python(start):
+            raise ValueError(f"interval {value!r} ends before it starts")
+        return start
+    return value
+
+
+PhenomenonStart = Annotated[UTCDateTime, BeforeValidator(_phenomenon_start)]
+Result = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+class ObservationIn(_In):
+    phenomenon_time: PhenomenonStart = Field(alias="phenomenonTime")
+    result: Result
+    result_time: UTCDateTime | None = Field(None, alias="resultTime")
+    datastream: Link | None = Field(None, alias="Datastream")
+
+
+class SensorIn(_In):
+    name: str
+    description: str = ""
+    encoding_type: str = Field(SENSOR_ENCODING_PDF, alias="encodingType")
+    metadata: str = ""
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class ObservedPropertyIn(_In):
+    name: str
+    definition: str
+    description: str = ""
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeatureOfInterestIn(_In):
+    name: str
+    description: str = ""
+    encoding_type: str = Field(GEOJSON, alias="encodingType")
+    feature: Geometry
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class LocationIn(_In):
+    name: str
+    description: str = ""
+    encoding_type: str = Field(GEOJSON, alias="encodingType")
+    location: Geometry
+    properties: dict[str, Any] = Field(default_factory=dict)
+    things: list[Link] = Field(default_factory=list, alias="Things", max_length=1)
+
+
+SensorRef = Annotated[
+    Annotated[Link, Tag("@link")] | Annotated[SensorIn, Tag("@inline")], Discriminator(_ref_kind)
+]
+ObservedPropertyRef = Annotated[
+    Annotated[Link, Tag("@link")] | Annotated[ObservedPropertyIn, Tag("@inline")],
+    Discriminator(_ref_kind),
+]
+LocationRef = Annotated[
+    Annotated[Link, Tag("@link")] | Annotated[LocationIn, Tag("@inline")], Discriminator(_ref_kind)
+]
+
+
+class DatastreamIn(_In):
+    name: str
+    description: str = ""
+    unit_of_measurement: UnitOfMeasurement = Field(alias="unitOfMeasurement")
+    observation_type: str = Field(OM_MEASUREMENT, alias="observationType")
+    observed_area: Geometry | None = Field(None, alias="observedArea")
+    properties: dict[str, Any] = Field(default_factory=dict)
+    thing: Link | None = Field(None, alias="Thing")
+    sensor: SensorRef = Field(alias="Sensor")
+    observed_property: ObservedPropertyRef = Field(alias="ObservedProperty")
+    observations: list[ObservationIn] = Field(default_factory=list, alias="Observations")
+
+
+class ThingIn(_In):
+    name: str
+    description: str = ""
+    properties: dict[str, Any] = Field(default_factory=dict)
+    locations: list[LocationRef] = Field(default_factory=list, alias="Locations")
+    datastreams: list[DatastreamIn] = Field(default_factory=list, alias="Datastreams")
+
+
+class DataArrayIn(_In):
+    datastream: Link = Field(alias="Datastream")
+    components: list[str]
+    data_array: list[list[Any]] = Field(alias="dataArray")
+
+    @field_validator("components")
+    @classmethod
+    def _components(cls, components: list[str]) -> list[str]:
+        unknown = [c for c in components if c not in DATA_ARRAY_COMPONENTS]
+        if unknown:
+            raise ValueError(f"unsupported {unknown}; use {sorted(DATA_ARRAY_COMPONENTS)}")
+        missing = {"phenomenonTime", "result"} - set(components)
+        if missing or len(set(components)) != len(components):
+            raise ValueError("components must name phenomenonTime and result once each")
+        return components
+
+
+def _path(location: Sequence[int | str]) -> str:
+    out = ""
+    for part in location:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part not in ("@link", "@inline"):
+            out += f".{part}" if out else part
+    return out or "body"
+
+
+def parse(model: Any, body: Any) -> Any:
+    """Validate a body; the first error becomes a 400 naming its field path."""
+    try:
+        return TypeAdapter(model).validate_python(body)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        path = _path(first["loc"])
+        raise InvalidParameterError(path, first["msg"]) from None
+
+
+# -- creation -----------------------------------------------------------------------------------
+def _key() -> str:
+    return f"{KEY_PREFIX}{uuid.uuid4()}"
+
+
+def _fields(model: BaseModel, *exclude: str) -> dict[str, Any]:
+    return {name: getattr(model, name) for name in type(model).model_fields if name not in exclude}
+
+
+class Creation:
+    """One create request: entities to register (dependencies first) and observations to write."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.entities: list[Entity] = []
+        self.frames: list[ObservationFrame] = []
+
+    def add(self, entity: E) -> E:
+        self.entities.append(entity)
+        return entity
+
+    def existing(self, kind: type[E], entity_id: int, path: str) -> E:
+        found = self.store.entities(kind, [entity_id])
+        if not found:
+            raise InvalidParameterError(path, f"no {kind.entity_set}({entity_id}) to link to")
+        return found[0]
+
+    def resolve(self, kind: type[Entity], ref: Any, path: str, build: Callable[..., Entity]) -> int:
+        if isinstance(ref, Link):
+            return self.existing(kind, ref.id, path).id or 0
+        return build(ref, path).id or 0
+
+    def sensor(self, body: SensorIn, path: str = "") -> Sensor:
+        return self.add(Sensor(key=_key(), **_fields(body)))
+
+    def observed_property(self, body: ObservedPropertyIn, path: str = "") -> ObservedProperty:
+        return self.add(ObservedProperty(key=_key(), **_fields(body)))
+
+    def feature(self, body: FeatureOfInterestIn, path: str = "") -> FeatureOfInterest:
+        return self.add(FeatureOfInterest(key=_key(), **_fields(body)))
+
+    def location(self, body: LocationIn, path: str = "", thing_id: int | None = None) -> Location:
+        if body.things and thing_id is not None:
+            raise InvalidParameterError(f"{path}.Things", "a nested Location takes no Things")
+        if body.things:
+            thing_id = self.existing(Thing, body.things[0].id, f"{path}Things[0]").id
+        location = self.add(Location(key=_key(), thing_id=thing_id, **_fields(body, "things")))
+        if thing_id is not None:
+            self.add(
+                HistoricalLocation(
+                    key=_key(), time=datetime.now(UTC), thing_id=thing_id, location_id=location.id
+                )
+            )
+        return location
+
+    def datastream(
+        self, body: DatastreamIn, path: str = "", thing_id: int | None = None
+    ) -> Datastream:
+        prefix = f"{path}." if path else ""
+        if thing_id is None:
+            if body.thing is None:
+                raise InvalidParameterError(f"{prefix}Thing", "a Datastream needs a Thing link")
+            thing_id = self.existing(Thing, body.thing.id, f"{prefix}Thing").id
+        elif body.thing is not None:
+            raise InvalidParameterError(f"{prefix}Thing", "a nested Datastream takes no Thing")
+        sensor_id = self.resolve(Sensor, body.sensor, f"{prefix}Sensor", self.sensor)
+        property_id = self.resolve(
+            ObservedProperty, body.observed_property, f"{prefix}ObservedProperty",
+            self.observed_property,
+        )  # fmt: skip
+        datastream = self.add(
+            Datastream(
+                key=_key(),
+                thing_id=thing_id or 0,
+                sensor_id=sensor_id,
+                observed_property_id=property_id,
+                **_fields(body, "thing", "sensor", "observed_property", "observations"),
+            )
+        )
+        for i, obs in enumerate(body.observations):
+            if obs.datastream is not None:
+                raise InvalidParameterError(
+                    f"{prefix}Observations[{i}].Datastream", "a nested Observation takes none"
+                )
+        if body.observations:
+            times = [to_micros(o.phenomenon_time) for o in body.observations]
+            ok = _new_rows(self.store, datastream.id or 0, np.asarray(times, np.int64))
+            if not ok.all():
+                raise WriteError(
+                    409,
+                    "two Observations share a phenomenonTime",
+                    parameter=f"{prefix}Observations",
+                )
+            self.frames.append(
+                ObservationFrame.from_arrays(
+                    [datastream.id or 0] * len(times), times, [o.result for o in body.observations]
+                )
+            )
+        return datastream
+
+    def thing(self, body: ThingIn, path: str = "") -> Thing:
+        thing = self.add(Thing(key=_key(), **_fields(body, "locations", "datastreams")))
+        for i, ref in enumerate(body.locations):
+            where = f"Locations[{i}]"
+            if isinstance(ref, Link):
+                linked = self.existing(Location, ref.id, where)
+                self.add(linked.model_copy(update={"thing_id": thing.id}))
+                self.add(
+                    HistoricalLocation(
+                        key=_key(), time=datetime.now(UTC), thing_id=thing.id, location_id=ref.id
+                    )
+                )
+            else:
+                self.location(ref, where, thing_id=thing.id)
+        for i, datastream in enumerate(body.datastreams):
+            self.datastream(datastream, f"Datastreams[{i}]", thing_id=thing.id)
+        return thing
+
+    def commit(self) -> None:
+        self.store.register(self.entities)
+        for frame in self.frames:
+            self.store.write_observations(frame)
+
+
+def _new_rows(store: Store, datastream_id: int, times: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """Which rows may be written: first of their time in the batch and not stored already."""
+    ok = np.zeros(len(times), dtype=bool)
+    if not len(times):
+        return ok
+    _, first = np.unique(times, return_index=True)
+    ok[first] = True
+    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(times.min()))
+    end = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(times.max()) + 1)
+    stored = store.observations(datastream_ids=[datastream_id], start=start, end=end)
+    return ok & ~np.isin(times, stored.phenomenon_time)
+
+
+# -- routes -------------------------------------------------------------------------------------
+def _access(request: Request) -> StoreAccess:
+    access: StoreAccess = request.app.state.store_access
+    return access
+
+
+Access = Annotated[StoreAccess, Depends(_access)]
+
+
+def _created(body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, status_code=201, headers={"Location": body["@iot.selfLink"]})
+
+
+_BUILDERS: dict[str, tuple[type[BaseModel], Callable[[Creation, Any], Entity]]] = {
+    "Things": (ThingIn, lambda c, b: c.thing(b)),
+    "Locations": (LocationIn, lambda c, b: c.location(b)),
+    "Sensors": (SensorIn, lambda c, b: c.sensor(b)),
+    "ObservedProperties": (ObservedPropertyIn, lambda c, b: c.observed_property(b)),
+    "Datastreams": (DatastreamIn, lambda c, b: c.datastream(b)),
+    "FeaturesOfInterest": (FeatureOfInterestIn, lambda c, b: c.feature(b)),
+}
+
+
+def _add_create_route(router: APIRouter, entity_set: str) -> None:
+    model, build = _BUILDERS[entity_set]
+
+    def create(request: Request, access: Access, body: Body) -> JSONResponse:
+        parsed = parse(model, body)
+        with access.lock:
+            creation = Creation(access.store())
+            entity = build(creation, parsed)
+            creation.commit()
+        return _created(render_entity(entity, service_base(request)))
+
+    router.add_api_route(
+        f"/{entity_set}", create, methods=["POST"], status_code=201, name=f"create_{entity_set}",
+        summary=f"Create one of the {entity_set} (deep insert)", tags=[entity_set],
+    )  # fmt: skip
+
+
+def _write_one(request: Request, access: Access, obs: ObservationIn, datastream_id: int) -> Any:
+    t = to_micros(obs.phenomenon_time)
+    frame = ObservationFrame.from_arrays([datastream_id], [t], [obs.result])
+    with access.lock:
+        store = access.store()
+        if not store.entities(Datastream, [datastream_id]):
+            raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
+        if not _new_rows(store, datastream_id, frame.phenomenon_time).all():
+            raise WriteError(
+                409,
+                f"Datastreams({datastream_id}) has an Observation at "
+                f"{obs.phenomenon_time.isoformat()} already (one per phenomenonTime)",
+                parameter="phenomenonTime",
+            )
+        store.write_observations(frame)
+    body = render_observations(frame, service_base(request))[0]
+    if obs.result_time is not None:
+        body["resultTime"] = obs.result_time.isoformat()
+    return _created(body)
+
+
+def create_observation(request: Request, access: Access, body: Body) -> JSONResponse:
+    obs: ObservationIn = parse(ObservationIn, body)
+    if obs.datastream is None:
+        raise InvalidParameterError("Datastream", "an Observation needs a Datastream link")
+    response: JSONResponse = _write_one(request, access, obs, obs.datastream.id)
+    return response
+
+
+def create_datastream_observation(
+    request: Request, access: Access, body: Body, id: int
+) -> JSONResponse:
+    obs: ObservationIn = parse(ObservationIn, body)
+    if obs.datastream is not None and obs.datastream.id != id:
+        raise InvalidParameterError("Datastream", f"differs from the path's Datastreams({id})")
+    response: JSONResponse = _write_one(request, access, obs, id)
+    return response
+
+
+def _data_array_rows(block: DataArrayIn, index: int) -> tuple[list[int | None], list[float]]:
+    """Phenomenon times (µs, None where the row is bad) and results of one dataArray block."""
+    at_time = block.components.index("phenomenonTime")
+    at_result = block.components.index("result")
+    at_rt = block.components.index("resultTime") if "resultTime" in block.components else None
+    time_adapter = TypeAdapter(PhenomenonStart)
+    result_adapter = TypeAdapter(Result)
+    rt_adapter = TypeAdapter(UTCDateTime | None)
+    times: list[int | None] = []
+    results: list[float] = []
+    for row in block.data_array:
+        try:
+            if len(row) != len(block.components):
+                raise ValueError("row length differs from components")
+            t = to_micros(time_adapter.validate_python(row[at_time]))
+            r = float(result_adapter.validate_python(row[at_result]))
+            if at_rt is not None:
+                rt_adapter.validate_python(row[at_rt])
+            if not math.isfinite(r):
+                raise ValueError("result is not finite")
+        except (ValueError, PydanticValidationError):
+            times.append(None)
+            results.append(math.nan)
+            continue
+        times.append(t)
+        results.append(r)
+    return times, results
+
+
+def create_observations(request: Request, access: Access, body: Body) -> JSONResponse:
+    """OGC 18-088 section 14.3: rows of a dataArray, one ObservationFrame per datastream."""
+    blocks: list[DataArrayIn] = parse(list[DataArrayIn], body)
+    base = service_base(request)
+    links: list[str] = []
+    with access.lock:
+        store = access.store()
+        for i, block in enumerate(blocks):
+            ds = block.datastream.id
+            if not store.entities(Datastream, [ds]):
+                raise InvalidParameterError(f"[{i}].Datastream", f"no Datastreams({ds})")
+        for i, block in enumerate(blocks):
+            ds = block.datastream.id
+            raw_times, raw_results = _data_array_rows(block, i)
+            valid = np.asarray([t is not None for t in raw_times], dtype=bool)
+            times = np.asarray([t or 0 for t in raw_times], dtype=np.int64)
+            ok = np.zeros(len(times), dtype=bool)
+            ok[valid] = _new_rows(store, ds, times[valid])
+            frame = ObservationFrame.from_arrays(
+                np.full(int(ok.sum()), ds, np.int64), times[ok], np.asarray(raw_results)[ok]
+            )
+            if len(frame):
+                store.write_observations(frame)
+            ids = iter(observation_ids(frame).tolist())
+            links.extend(f"{base}/Observations({next(ids)})" if good else "error" for good in ok)
+    return JSONResponse(links, status_code=201)
+
+
+def not_allowed(request: Request) -> None:
+    raise WriteError(
+        405,
+        f"{request.method} is not supported by this server yet: entities are created with POST "
+        "and read with GET; update and delete are not implemented",
+        headers={"Allow": "GET"},
+    )
+
+
+def create_router() -> APIRouter:
+    """The write routes of the SensorThings API, mounted at ``/v1.1``; all need authorisation."""
+    router = APIRouter(prefix=f"/{VERSION}", dependencies=[Depends(authorise)])
+    for entity_set in _BUILDERS:
+        _add_create_route(router, entity_set)
+    router.add_api_route(
+        "/Observations", create_observation, methods=["POST"], status_code=201,
+        name="create_Observations", summary="Create one Observation", tags=["Observations"],
+    )  # fmt: skip
+    router.add_api_route(
+        "/Datastreams({id})/Observations", create_datastream_observation, methods=["POST"],
+        status_code=201, name="create_Datastream_Observations",
+        summary="Create one Observation of a Datastream", tags=["Datastreams"],
+    )  # fmt: skip
+    router.add_api_route(
+        "/CreateObservations", create_observations, methods=["POST"], status_code=201,
+        name="create_observations_data_array",
+        summary="Create Observations from dataArrays (OGC 18-088 section 14.3)",
+        tags=["Observations"],
+    )  # fmt: skip
+    for entity_set in ENTITY_SETS:
+        router.add_api_route(
+            f"/{entity_set}({{id}})", not_allowed, methods=["PATCH", "PUT", "DELETE"],
+            name=f"update_{entity_set}", summary=f"Update/delete {entity_set}: not supported (405)",
+            tags=[entity_set], include_in_schema=False,
+        )  # fmt: skip
+    return router
