@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install citytwin with dev tools (idempotent)
 
-system-deps:  ## Debian packages the tests need (Chromium renders 3D Tiles with CesiumJS)
-	@bash scripts/system-deps.sh chromium
+system-deps:  ## Debian packages the tests need (Chromium renders 3D Tiles with CesiumJS; mosquitto is the MQTT broker)
+	@bash scripts/system-deps.sh chromium mosquitto
 
 node-deps:  ## Node dev tools pinned in package-lock.json (glTF-Validator, CesiumJS, playwright-core)
 	@bash scripts/node-deps.sh

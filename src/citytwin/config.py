@@ -24,6 +24,11 @@ class Settings(BaseModel):
         8 * 1024**3, gt=0, description="Largest input file ingest accepts (bytes)"
     )
 
+    mqtt_url: str | None = Field(
+        None,
+        description="MQTT broker (mqtt://host:port) for the SensorThings MQTT extension; "
+        "None serves HTTP only",
+    )
     api_tokens: tuple[str, ...] = Field(
         (), repr=False, description="Bearer tokens allowed to write (env: comma-separated)"
     )
