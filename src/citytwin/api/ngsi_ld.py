@@ -138,6 +138,10 @@ TEMPORAL_PARAMS = frozenset(
     {"type", "id", "attrs", "georel", "geometry", "coordinates", "geoproperty"}
     | {"timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "limit", "offset", "count"}
 )
+ONE_ENTITY_PARAMS = frozenset({"attrs", "options"})
+ONE_TEMPORAL_PARAMS = frozenset(
+    {"attrs", "timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"}
+)
 _TERM = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(==|!=|>=|<=|>|<)(.+)$")
 
 
@@ -605,7 +609,7 @@ def retrieve_entity(request: Request, access: Access, entity_id: str) -> JSONRes
     """``GET /entities/{entityId}``: one entity, 404 when there is none."""
     try:
         media_type = _media_type(request)
-        _check_params(request, frozenset({"attrs", "options"}))
+        _check_params(request, ONE_ENTITY_PARAMS)
         entity = _find(access, entity_id)
         attrs = set(_list(request.query_params.get("attrs"))) or None
         key_values = "keyValues" in _list(request.query_params.get("options"))
@@ -742,8 +746,7 @@ def retrieve_temporal(request: Request, access: Access, entity_id: str) -> JSONR
     """``GET /temporal/entities/{entityId}``: one entity's history."""
     try:
         media_type = _media_type(request)
-        allowed = frozenset({"attrs", "timerel", "timeAt", "endTimeAt", "timeproperty", "lastN"})
-        _check_params(request, allowed)
+        _check_params(request, ONE_TEMPORAL_PARAMS)
         window = _window(request)
         entity = _find(access, entity_id)
         attrs = set(_list(request.query_params.get("attrs"))) or None
@@ -753,20 +756,56 @@ def retrieve_temporal(request: Request, access: Access, entity_id: str) -> JSONR
     return _temporal_response(request, body, window, media_type, {})
 
 
+# Parameters are read from the raw query string (so that an unknown one is refused by name, as
+# NGSI-LD asks); they are declared for the OpenAPI document, which clients and schemathesis read.
+_PARAMETER_DOCS: dict[str, tuple[str, dict[str, Any]]] = {
+    "type": ("Entity types, comma-separated (e.g. AirQualityObserved)", {"type": "string"}),
+    "id": ("Entity ids (URNs), comma-separated", {"type": "string"}),
+    "attrs": ("Attributes to return, comma-separated (e.g. pm25,no2)", {"type": "string"}),
+    "q": ("Query: terms attr==value, >, >=, <, <=, != joined by ';'", {"type": "string"}),
+    "georel": ("Geo relation: near;maxDistance==<m> or within", {"type": "string"}),
+    "geometry": ("Geometry type of 'coordinates' (Point or Polygon)", {"type": "string"}),
+    "coordinates": ("GeoJSON coordinates, e.g. [127.1,37.5]", {"type": "string"}),
+    "geoproperty": ("Geo-property the query applies to (location)", {"type": "string"}),
+    "timerel": ("Temporal relation: before, after or between", {"type": "string"}),
+    "timeAt": ("ISO 8601 instant the temporal relation uses", {"type": "string"}),
+    "endTimeAt": ("ISO 8601 end instant for timerel=between", {"type": "string"}),
+    "timeproperty": ("Temporal property the query applies to (observedAt)", {"type": "string"}),
+    "lastN": ("Only the last N instances of each attribute", {"type": "integer", "minimum": 1}),
+    "limit": ("Page size", {"type": "integer", "minimum": 0}),
+    "offset": ("Entities to skip", {"type": "integer", "minimum": 0}),
+    "count": ("Return the total in the NGSILD-Results-Count header", {"type": "boolean"}),
+    "options": ("keyValues or normalized", {"type": "string", "enum": ["keyValues", "normalized"]}),
+}
+
+
+def _declared(names: frozenset[str]) -> dict[str, Any]:
+    """``openapi_extra`` declaring the query parameters ``names``, in a stable order."""
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "description": text, "schema": schema}
+            for name, (text, schema) in _PARAMETER_DOCS.items()
+            if name in names
+        ]
+    }
+
+
 def create_router() -> APIRouter:
     """The NGSI-LD routes under ``/ngsi-ld/v1``."""
     router = APIRouter(prefix=PREFIX, tags=["ngsi-ld"])
-    router.add_api_route("/entities", query_entities, methods=["GET"], name="ngsi_ld_entities")
-    router.add_api_route(
-        "/entities/{entity_id:path}", retrieve_entity, methods=["GET"], name="ngsi_ld_entity"
+    routes = (
+        ("/entities", query_entities, "ngsi_ld_entities", ENTITY_PARAMS),
+        ("/entities/{entity_id:path}", retrieve_entity, "ngsi_ld_entity", ONE_ENTITY_PARAMS),
+        ("/temporal/entities", query_temporal, "ngsi_ld_temporal", TEMPORAL_PARAMS),
+        (
+            "/temporal/entities/{entity_id:path}",
+            retrieve_temporal,
+            "ngsi_ld_temporal_entity",
+            ONE_TEMPORAL_PARAMS,
+        ),
     )
-    router.add_api_route(
-        "/temporal/entities", query_temporal, methods=["GET"], name="ngsi_ld_temporal"
-    )
-    router.add_api_route(
-        "/temporal/entities/{entity_id:path}",
-        retrieve_temporal,
-        methods=["GET"],
-        name="ngsi_ld_temporal_entity",
-    )
+    for path, endpoint, name, params in routes:
+        router.add_api_route(
+            path, endpoint, methods=["GET"], name=name, openapi_extra=_declared(params)
+        )
     return router
