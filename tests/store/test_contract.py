@@ -229,3 +229,46 @@ def test_features_upsert_by_id_and_bbox(store: Store) -> None:
     assert store.features("districts").ids == ["dong:1114055", "gu:11140"]
     with pytest.raises(ValueError, match="invalid layer name"):
         store.features("x; DROP TABLE things")
+
+
+def test_delete_entities_by_id_without_cascade(store: Store) -> None:
+    pm, temp = _register_city(store)
+    things = sorted(store.entities(Thing), key=lambda t: t.name)
+    assert store.delete(Thing, [things[0].id or 0, things[0].id or 0, 12345]) == 1
+    assert [t.name for t in store.entities(Thing)] == ["thing 1"]
+    assert store.entities(Thing, [things[0].id or 0]) == []
+    assert len(store.entities(Datastream)) == 4  # no cascade: the caller decides
+    assert store.delete(Datastream, [pm[0], temp[0]]) == 2
+    assert sorted(d.id or 0 for d in store.entities(Datastream)) == sorted([pm[1], temp[1]])
+    assert store.delete(Sensor, []) == 0
+    store.register([things[0]])  # a deleted id can be registered again
+    assert len(store.entities(Thing)) == 2
+
+
+def test_delete_observations_by_datastream_or_identity(store: Store) -> None:
+    pm, temp = _register_city(store)
+    store.write_observations(
+        ObservationFrame.from_arrays(
+            [pm[0]] * 3 + [pm[1]] * 3 + [temp[0]] * 3,
+            np.r_[_hours(3), _hours(3), _hours(3)],
+            [1, 2, 3, 10, 20, 30, 100, 200, 300],
+        )
+    )
+    assert store.delete_observations(datastream_ids=[pm[1], 999]) == 3
+    doomed = ObservationFrame.from_arrays(
+        [pm[0], temp[0], temp[0]], [_hours(2)[1], _hours(3)[2], _hours(5)[4]], [0.0] * 3
+    )
+    assert store.delete_observations(identities=doomed) == 2  # the third names nothing
+    left = store.observations()
+    assert list(zip(left.datastream_id.tolist(), left.result.tolist(), strict=True)) == sorted(
+        [(pm[0], 1.0), (pm[0], 3.0), (temp[0], 100.0), (temp[0], 200.0)]
+    )
+    assert store.latest([temp[0]]).result.tolist() == [200.0]
+    # an update is delete + write: the identity is free again
+    again = ObservationFrame.from_arrays([pm[0]], [_hours(2)[1]], [42.0])
+    assert store.write_observations(again).inserted == 1
+    assert store.observations(datastream_ids=[pm[0]]).result.tolist() == [1.0, 42.0, 3.0]
+    assert store.delete_observations(datastream_ids=[], identities=ObservationFrame.empty()) == 0
+    with pytest.raises(ValueError, match="needs datastream_ids or identities"):
+        store.delete_observations()
+    assert len(store.observations()) == 5

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from citytwin import __version__
-from citytwin.api import features, ngsi_ld, sta_write, twin, ws
+from citytwin.api import features, ngsi_ld, sta_update, sta_write, twin, ws
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import StoreAccess, create_router
 from citytwin.bus import Bus, open_bus
@@ -56,6 +56,7 @@ def create_app(
     sta_write.install_error_handlers(app)
     app.include_router(create_router())
     app.include_router(sta_write.create_router())
+    app.include_router(sta_update.create_router())
     app.include_router(twin.create_router())
     app.include_router(features.create_router())
     app.include_router(ngsi_ld.create_router())

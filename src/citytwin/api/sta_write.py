@@ -1,8 +1,12 @@
 """OGC SensorThings API v1.1 Part 1 (Sensing), write side: create (POST) and dataArray.
 
 Reference: OGC 18-088 section 10.2 (create entities, deep insert, links by ``{"@iot.id": n}``) and
-section 14.3 (``CreateObservations`` with ``dataArray``). Update and delete (10.3, 10.4) are not
-implemented: PATCH, PUT and DELETE on an entity answer 405 with a body saying so.
+section 14.3 (``CreateObservations`` with ``dataArray``). Update and delete (10.3, 10.4) live in
+:mod:`citytwin.api.sta_update`, which shares this module's authorisation and input models.
+
+Bodies are read from the raw request and validated here (:func:`parse`), so that a 400 names the
+field path the way STA clients expect; their JSON schemas are still published in the OpenAPI
+document (:func:`request_body`), so generated clients and schemathesis see them.
 
 Security by default: every write needs ``Authorization: Bearer <token>`` with a token listed in
 ``Settings.api_tokens`` (env ``CITYTWIN_API_TOKENS``, comma-separated). With no token configured
@@ -46,7 +50,6 @@ from pydantic import ValidationError as PydanticValidationError
 
 from citytwin.api.errors import InvalidParameterError, error_body
 from citytwin.api.sta import (
-    ENTITY_SETS,
     VERSION,
     StoreAccess,
     observation_ids,
@@ -76,6 +79,7 @@ from citytwin.store.base import ObservationFrame, Store, to_micros
 
 E = TypeVar("E", bound=Entity)
 KEY_PREFIX = "api:"
+LAST_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))
 DATA_ARRAY_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime"})
 
 
@@ -142,14 +146,16 @@ Body = Annotated[Any, Depends(json_body)]
 
 
 # -- input models -------------------------------------------------------------------------------
-class _In(BaseModel):
+class InputModel(BaseModel):
+    """A request body: unknown fields are errors, names are the standard's (aliases)."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class Link(_In):
+class Link(InputModel):
     """``{"@iot.id": n}``: a link to an existing entity."""
 
-    id: int = Field(alias="@iot.id")
+    id: int = Field(alias="@iot.id", ge=0, lt=2**63)  # the stores keep ids as BIGINT
 
     @model_validator(mode="before")
     @classmethod
@@ -180,14 +186,14 @@ PhenomenonStart = Annotated[UTCDateTime, BeforeValidator(_phenomenon_start)]
 Result = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
-class ObservationIn(_In):
+class ObservationIn(InputModel):
     phenomenon_time: PhenomenonStart = Field(alias="phenomenonTime")
     result: Result
     result_time: UTCDateTime | None = Field(None, alias="resultTime")
     datastream: Link | None = Field(None, alias="Datastream")
 
 
-class SensorIn(_In):
+class SensorIn(InputModel):
     name: str
     description: str = ""
     encoding_type: str = Field(SENSOR_ENCODING_PDF, alias="encodingType")
@@ -195,14 +201,14 @@ class SensorIn(_In):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-class ObservedPropertyIn(_In):
+class ObservedPropertyIn(InputModel):
     name: str
     definition: str
     description: str = ""
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-class FeatureOfInterestIn(_In):
+class FeatureOfInterestIn(InputModel):
     name: str
     description: str = ""
     encoding_type: str = Field(GEOJSON, alias="encodingType")
@@ -210,7 +216,7 @@ class FeatureOfInterestIn(_In):
     properties: dict[str, Any] = Field(default_factory=dict)
 
 
-class LocationIn(_In):
+class LocationIn(InputModel):
     name: str
     description: str = ""
     encoding_type: str = Field(GEOJSON, alias="encodingType")
@@ -231,7 +237,7 @@ LocationRef = Annotated[
 ]
 
 
-class DatastreamIn(_In):
+class DatastreamIn(InputModel):
     name: str
     description: str = ""
     unit_of_measurement: UnitOfMeasurement = Field(alias="unitOfMeasurement")
@@ -244,7 +250,7 @@ class DatastreamIn(_In):
     observations: list[ObservationIn] = Field(default_factory=list, alias="Observations")
 
 
-class ThingIn(_In):
+class ThingIn(InputModel):
     name: str
     description: str = ""
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -252,7 +258,7 @@ class ThingIn(_In):
     datastreams: list[DatastreamIn] = Field(default_factory=list, alias="Datastreams")
 
 
-class DataArrayIn(_In):
+class DataArrayIn(InputModel):
     datastream: Link = Field(alias="Datastream")
     components: list[str]
     data_array: list[list[Any]] = Field(alias="dataArray")
@@ -267,6 +273,36 @@ class DataArrayIn(_In):
         if missing or len(set(components)) != len(components):
             raise ValueError("components must name phenomenonTime and result once each")
         return components
+
+
+def request_body(model: Any) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON request body with the schema of ``model``.
+
+    The schema is self-contained: pydantic's ``$defs`` are inlined (FastAPI publishes no
+    components for a body it does not parse itself).
+    """
+    schema = TypeAdapter(model).json_schema(by_alias=True)
+    content = {"application/json": {"schema": _inline(schema, schema.get("$defs", {}), ())}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def _inline(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            raise ValueError(f"cannot inline the recursive schema {name!r}")
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        return {**_inline(defs[name], defs, (*seen, name)), **_inline(rest, defs, seen)}
+    # a discriminator's mapping points into $defs, which are gone; oneOf says the same
+    return {
+        key: _inline(value, defs, seen)
+        for key, value in node.items()
+        if key != "$defs" and not (key == "discriminator" and isinstance(value, dict))
+    }
 
 
 def _path(location: Sequence[int | str]) -> str:
@@ -290,7 +326,7 @@ def parse(model: Any, body: Any) -> Any:
 
 
 # -- creation -----------------------------------------------------------------------------------
-def _key() -> str:
+def new_key() -> str:
     return f"{KEY_PREFIX}{uuid.uuid4()}"
 
 
@@ -322,24 +358,27 @@ class Creation:
         return build(ref, path).id or 0
 
     def sensor(self, body: SensorIn, path: str = "") -> Sensor:
-        return self.add(Sensor(key=_key(), **_fields(body)))
+        return self.add(Sensor(key=new_key(), **_fields(body)))
 
     def observed_property(self, body: ObservedPropertyIn, path: str = "") -> ObservedProperty:
-        return self.add(ObservedProperty(key=_key(), **_fields(body)))
+        return self.add(ObservedProperty(key=new_key(), **_fields(body)))
 
     def feature(self, body: FeatureOfInterestIn, path: str = "") -> FeatureOfInterest:
-        return self.add(FeatureOfInterest(key=_key(), **_fields(body)))
+        return self.add(FeatureOfInterest(key=new_key(), **_fields(body)))
 
     def location(self, body: LocationIn, path: str = "", thing_id: int | None = None) -> Location:
         if body.things and thing_id is not None:
             raise InvalidParameterError(f"{path}.Things", "a nested Location takes no Things")
         if body.things:
             thing_id = self.existing(Thing, body.things[0].id, f"{path}Things[0]").id
-        location = self.add(Location(key=_key(), thing_id=thing_id, **_fields(body, "things")))
+        location = self.add(Location(key=new_key(), thing_id=thing_id, **_fields(body, "things")))
         if thing_id is not None:
             self.add(
                 HistoricalLocation(
-                    key=_key(), time=datetime.now(UTC), thing_id=thing_id, location_id=location.id
+                    key=new_key(),
+                    time=datetime.now(UTC),
+                    thing_id=thing_id,
+                    location_id=location.id,
                 )
             )
         return location
@@ -361,7 +400,7 @@ class Creation:
         )  # fmt: skip
         datastream = self.add(
             Datastream(
-                key=_key(),
+                key=new_key(),
                 thing_id=thing_id or 0,
                 sensor_id=sensor_id,
                 observed_property_id=property_id,
@@ -375,7 +414,7 @@ class Creation:
                 )
         if body.observations:
             times = [to_micros(o.phenomenon_time) for o in body.observations]
-            ok = _new_rows(self.store, datastream.id or 0, np.asarray(times, np.int64))
+            ok = new_rows(self.store, datastream.id or 0, np.asarray(times, np.int64))
             if not ok.all():
                 raise WriteError(
                     409,
@@ -390,7 +429,7 @@ class Creation:
         return datastream
 
     def thing(self, body: ThingIn, path: str = "") -> Thing:
-        thing = self.add(Thing(key=_key(), **_fields(body, "locations", "datastreams")))
+        thing = self.add(Thing(key=new_key(), **_fields(body, "locations", "datastreams")))
         for i, ref in enumerate(body.locations):
             where = f"Locations[{i}]"
             if isinstance(ref, Link):
@@ -398,7 +437,7 @@ class Creation:
                 self.add(linked.model_copy(update={"thing_id": thing.id}))
                 self.add(
                     HistoricalLocation(
-                        key=_key(), time=datetime.now(UTC), thing_id=thing.id, location_id=ref.id
+                        key=new_key(), time=datetime.now(UTC), thing_id=thing.id, location_id=ref.id
                     )
                 )
             else:
@@ -413,7 +452,7 @@ class Creation:
             self.store.write_observations(frame)
 
 
-def _new_rows(store: Store, datastream_id: int, times: NDArray[np.int64]) -> NDArray[np.bool_]:
+def new_rows(store: Store, datastream_id: int, times: NDArray[np.int64]) -> NDArray[np.bool_]:
     """Which rows may be written: first of their time in the batch and not stored already."""
     ok = np.zeros(len(times), dtype=bool)
     if not len(times):
@@ -421,7 +460,10 @@ def _new_rows(store: Store, datastream_id: int, times: NDArray[np.int64]) -> NDA
     _, first = np.unique(times, return_index=True)
     ok[first] = True
     start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(times.min()))
-    end = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(times.max()) + 1)
+    last = int(times.max())  # at datetime.max there is no exclusive end after it: no bound
+    end = (
+        None if last >= LAST_MICROS else start + timedelta(microseconds=last - int(times.min()) + 1)
+    )
     stored = store.observations(datastream_ids=[datastream_id], start=start, end=end)
     return ok & ~np.isin(times, stored.phenomenon_time)
 
@@ -463,17 +505,20 @@ def _add_create_route(router: APIRouter, entity_set: str) -> None:
     router.add_api_route(
         f"/{entity_set}", create, methods=["POST"], status_code=201, name=f"create_{entity_set}",
         summary=f"Create one of the {entity_set} (deep insert)", tags=[entity_set],
+        openapi_extra=request_body(model),
     )  # fmt: skip
 
 
 def _write_one(request: Request, access: Access, obs: ObservationIn, datastream_id: int) -> Any:
+    if not 0 <= datastream_id < 2**63:  # the stores keep ids as BIGINT: this names nothing
+        raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
     t = to_micros(obs.phenomenon_time)
     frame = ObservationFrame.from_arrays([datastream_id], [t], [obs.result])
     with access.lock:
         store = access.store()
         if not store.entities(Datastream, [datastream_id]):
             raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
-        if not _new_rows(store, datastream_id, frame.phenomenon_time).all():
+        if not new_rows(store, datastream_id, frame.phenomenon_time).all():
             raise WriteError(
                 409,
                 f"Datastreams({datastream_id}) has an Observation at "
@@ -551,7 +596,7 @@ def create_observations(request: Request, access: Access, body: Body) -> JSONRes
             valid = np.asarray([t is not None for t in raw_times], dtype=bool)
             times = np.asarray([t or 0 for t in raw_times], dtype=np.int64)
             ok = np.zeros(len(times), dtype=bool)
-            ok[valid] = _new_rows(store, ds, times[valid])
+            ok[valid] = new_rows(store, ds, times[valid])
             frame = ObservationFrame.from_arrays(
                 np.full(int(ok.sum()), ds, np.int64), times[ok], np.asarray(raw_results)[ok]
             )
@@ -562,15 +607,6 @@ def create_observations(request: Request, access: Access, body: Body) -> JSONRes
     return JSONResponse(links, status_code=201)
 
 
-def not_allowed(request: Request) -> None:
-    raise WriteError(
-        405,
-        f"{request.method} is not supported by this server yet: entities are created with POST "
-        "and read with GET; update and delete are not implemented",
-        headers={"Allow": "GET"},
-    )
-
-
 def create_router() -> APIRouter:
     """The write routes of the SensorThings API, mounted at ``/v1.1``; all need authorisation."""
     router = APIRouter(prefix=f"/{VERSION}", dependencies=[Depends(authorise)])
@@ -579,22 +615,18 @@ def create_router() -> APIRouter:
     router.add_api_route(
         "/Observations", create_observation, methods=["POST"], status_code=201,
         name="create_Observations", summary="Create one Observation", tags=["Observations"],
+        openapi_extra=request_body(ObservationIn),
     )  # fmt: skip
     router.add_api_route(
         "/Datastreams({id})/Observations", create_datastream_observation, methods=["POST"],
         status_code=201, name="create_Datastream_Observations",
         summary="Create one Observation of a Datastream", tags=["Datastreams"],
+        openapi_extra=request_body(ObservationIn),
     )  # fmt: skip
     router.add_api_route(
         "/CreateObservations", create_observations, methods=["POST"], status_code=201,
         name="create_observations_data_array",
         summary="Create Observations from dataArrays (OGC 18-088 section 14.3)",
-        tags=["Observations"],
+        tags=["Observations"], openapi_extra=request_body(list[DataArrayIn]),
     )  # fmt: skip
-    for entity_set in ENTITY_SETS:
-        router.add_api_route(
-            f"/{entity_set}({{id}})", not_allowed, methods=["PATCH", "PUT", "DELETE"],
-            name=f"update_{entity_set}", summary=f"Update/delete {entity_set}: not supported (405)",
-            tags=[entity_set], include_in_schema=False,
-        )  # fmt: skip
     return router

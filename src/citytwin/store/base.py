@@ -12,6 +12,9 @@ Rules every backend keeps (checked by ``tests/store/test_contract.py`` against e
 - an observation's identity is (datastream id, phenomenon time start): writing it again is a no-op
   and is counted as a duplicate;
 - entities are upserted by ``@iot.id`` (ids derive from natural keys, see ``stable_id``);
+- deletion never cascades: :meth:`Store.delete` removes exactly the entities named and
+  :meth:`Store.delete_observations` exactly the rows named; what else must go with them (OGC
+  18-088 section 10.4's integrity constraints) is the caller's decision;
 - times are int64 microseconds since the Unix epoch, UTC.
 """
 
@@ -254,6 +257,13 @@ class Store(ABC):
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
         """Entities of one kind, all or those with the given ids."""
 
+    @abstractmethod
+    def delete(self, kind: type[Entity], ids: Sequence[int]) -> int:
+        """Remove the entities of one kind with the given ids; return how many existed.
+
+        Ids that name nothing are ignored. Nothing else is removed (no cascade).
+        """
+
     # -- observations ---------------------------------------------------------------------
     @abstractmethod
     def write_observations(self, frame: ObservationFrame) -> WriteResult:
@@ -268,6 +278,21 @@ class Store(ABC):
         end: datetime | None = None,
     ) -> ObservationFrame:
         """Observations in [start, end), ordered by (datastream, time)."""
+
+    @abstractmethod
+    def delete_observations(
+        self,
+        *,
+        datastream_ids: Sequence[int] | None = None,
+        identities: ObservationFrame | None = None,
+    ) -> int:
+        """Remove observations; return how many rows went.
+
+        A row goes when its datastream is in ``datastream_ids`` or its identity (datastream id,
+        phenomenon time) is a row of ``identities`` (whose other columns are ignored). At least
+        one of the two is required, so that no call removes everything by accident.
+        An update is a delete followed by :meth:`write_observations`.
+        """
 
     @abstractmethod
     def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:
@@ -325,6 +350,17 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_observation_selection(
+    datastream_ids: Sequence[int] | None, identities: ObservationFrame | None
+) -> None:
+    """Refuse a :meth:`Store.delete_observations` call that names no observations."""
+    if datastream_ids is None and identities is None:
+        raise ValueError(
+            "delete_observations needs datastream_ids or identities; "
+            "neither was given (refusing to delete every observation)"
+        )
 
 
 def check_group_key(by: str) -> str | None:

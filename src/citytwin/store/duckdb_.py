@@ -53,6 +53,7 @@ from citytwin.store.base import (
     WriteResult,
     check_group_key,
     check_layer_name,
+    check_observation_selection,
     from_micros,
     to_micros,
 )
@@ -247,6 +248,17 @@ class DuckDBStore(Store):
             ).fetchall()
         return [kind.model_validate_json(doc) for (doc,) in rows]
 
+    def delete(self, kind: type[Entity], ids: Sequence[int]) -> int:
+        self._register_ids(ids)
+        return self._count(
+            f"DELETE FROM {_TABLES[kind].name} WHERE id IN (SELECT id FROM id_filter)"
+        )
+
+    def _count(self, sql: str) -> int:
+        """Run a DELETE (or INSERT) and return the number of rows it touched."""
+        row = self._con.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
     # -- observations ---------------------------------------------------------------------
     def write_observations(self, frame: ObservationFrame) -> WriteResult:
         if not len(frame):
@@ -280,6 +292,35 @@ class DuckDBStore(Store):
             self._con.unregister("staged")
         count = int(inserted[0]) if inserted else 0
         return WriteResult(count, len(frame) - count)
+
+    def delete_observations(
+        self,
+        *,
+        datastream_ids: Sequence[int] | None = None,
+        identities: ObservationFrame | None = None,
+    ) -> int:
+        check_observation_selection(datastream_ids, identities)
+        statements = []
+        if datastream_ids is not None:
+            self._register_ids(datastream_ids)
+            statements.append(
+                "DELETE FROM observations WHERE datastream_id IN (SELECT id FROM id_filter)"
+            )
+        self._con.register("doomed", (identities or ObservationFrame.empty()).to_arrow())
+        statements.append(
+            "DELETE FROM observations o USING doomed d WHERE o.datastream_id = d.datastream_id "
+            "AND o.phenomenon_time = d.phenomenon_time"
+        )
+        self._con.execute("BEGIN")
+        try:
+            removed = sum(self._count(sql) for sql in statements)
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        finally:
+            self._con.unregister("doomed")
+        return removed
 
     def _register_ids(self, ids: Sequence[int]) -> None:
         """Expose ids to SQL as the view ``id_filter``.

@@ -28,6 +28,7 @@ from citytwin.store.base import (
     WriteResult,
     check_group_key,
     check_layer_name,
+    check_observation_selection,
     from_micros,
     to_micros,
 )
@@ -67,6 +68,10 @@ class MemoryStore(Store):
             return list(table.values())
         return [table[i] for i in ids if i in table]
 
+    def delete(self, kind: type[Entity], ids: Sequence[int]) -> int:
+        table = self._entities[kind]
+        return sum(table.pop(i, None) is not None for i in set(ids))
+
     def write_observations(self, frame: ObservationFrame) -> WriteResult:
         keep = np.zeros(len(frame), dtype=bool)
         for i, key in enumerate(
@@ -101,6 +106,34 @@ class MemoryStore(Store):
         if end is not None:
             mask &= frame.phenomenon_time < to_micros(end)
         return frame.take(mask)
+
+    def delete_observations(
+        self,
+        *,
+        datastream_ids: Sequence[int] | None = None,
+        identities: ObservationFrame | None = None,
+    ) -> int:
+        check_observation_selection(datastream_ids, identities)
+        frame = self._all()
+        doomed = np.zeros(len(frame), dtype=bool)
+        if datastream_ids is not None:
+            doomed |= np.isin(frame.datastream_id, np.asarray(datastream_ids, dtype=np.int64))
+        if identities is not None:
+            named = set(
+                zip(
+                    identities.datastream_id.tolist(),
+                    identities.phenomenon_time.tolist(),
+                    strict=True,
+                )
+            )
+            pairs = zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist(), strict=True)
+            doomed |= np.fromiter((pair in named for pair in pairs), bool, len(frame))
+        gone = frame.take(doomed)
+        self._keys -= set(
+            zip(gone.datastream_id.tolist(), gone.phenomenon_time.tolist(), strict=True)
+        )
+        self._frames = [frame.take(~doomed)]
+        return len(gone)
 
     def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:
         frame = self.observations(datastream_ids=datastream_ids)
