@@ -4,6 +4,11 @@ Nothing connects at import time. An injected store or bus belongs to the caller 
 closed here); without one, the app opens ``settings.store_url`` on the first request that needs it
 and closes it when the app shuts down, and builds an :class:`~citytwin.bus.memory.InProcessBus`
 (closed at shutdown, which ends the open WebSocket streams).
+
+With ``settings.mqtt_url`` the lifespan also runs the SensorThings MQTT extension
+(:class:`~citytwin.api.sta_mqtt.StaMqttBridge`, ``app.state.mqtt``): notifications always, create
+via MQTT only with ``mqtt_create=True``; ``mqtt_base_url`` is the public service root its links
+use (a notification has no request to take the host from).
 """
 
 from __future__ import annotations
@@ -17,13 +22,19 @@ from citytwin import __version__
 from citytwin.api import features, ngsi_ld, sta_update, sta_write, twin, ws
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import StoreAccess, create_router
+from citytwin.api.sta_mqtt import DEFAULT_BASE_URL, StaMqttBridge
 from citytwin.bus import Bus, open_bus
 from citytwin.config import Settings
 from citytwin.store.base import Store
 
 
 def create_app(
-    settings: Settings | None = None, *, store: Store | None = None, bus: Bus | None = None
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    bus: Bus | None = None,
+    mqtt_create: bool = False,
+    mqtt_base_url: str = DEFAULT_BASE_URL,
 ) -> FastAPI:
     """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
 
@@ -37,7 +48,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        bridge = None
+        if settings.mqtt_url is not None:
+            bridge = StaMqttBridge(
+                settings.mqtt_url, bus=live, store_access=access, base_url=mqtt_base_url,
+                create=mqtt_create,
+            )  # fmt: skip
+            await bridge.start()
+        app.state.mqtt = bridge
+        try:
+            yield
+        finally:
+            if bridge is not None:
+                await bridge.stop()
         if bus is None:
             live.close()
         if store is None:
