@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -18,8 +19,11 @@ from citytwin.api.filter import (
     Property,
     Unary,
     compile_to_predicate,
+    conjuncts,
     evaluate,
     parse_filter,
+    properties,
+    resolve_path,
 )
 
 OBSERVATION: dict[str, Any] = {
@@ -158,6 +162,36 @@ def test_evaluate(text: str, entity: dict[str, Any], expected: bool) -> None:
 def test_feature_location_is_accepted() -> None:
     feature = {"location": {"type": "Feature", "geometry": LOCATION["location"]}}
     assert compile_to_predicate(f"st_within(location, geography'{AROUND_SENSOR}')")(feature)
+
+
+def test_resolver_answers_paths_the_entity_does_not_hold() -> None:
+    """A server follows navigation links through the resolver; the filter only asks for paths."""
+    asked: list[tuple[str, ...]] = []
+
+    def resolve(path: tuple[str, ...], entity: Mapping[str, Any]) -> object:
+        asked.append(path)
+        if path[0] == "Datastream":
+            return resolve_path(path[1:], {"@iot.id": 7, "Thing": THING})
+        return resolve_path(path, entity)
+
+    predicate = compile_to_predicate("Datastream/Thing/properties/district eq 'Mapo-gu'")
+    assert predicate({"result": 1}, resolve) is True
+    assert predicate({"result": 1}) is False  # without a resolver the path is simply absent
+    assert compile_to_predicate("Datastream/id eq 7 and result gt 0")(OBSERVATION, resolve)
+    assert asked == [
+        ("Datastream", "Thing", "properties", "district"),
+        ("Datastream", "id"),
+        ("result",),
+    ]
+
+
+def test_conjuncts_and_properties_walk_the_tree() -> None:
+    node = parse_filter("a eq 1 and (b/c gt 2 and not d) and (e eq 1 or f eq 2)")
+    assert [type(n).__name__ for n in conjuncts(node)] == ["Binary", "Binary", "Unary", "Binary"]
+    assert conjuncts(node)[0] == Binary("eq", a("a"), Literal(1))
+    assert sorted(p.path for p in properties(node)) == [("a",), ("b", "c"), ("d",), ("e",), ("f",)]
+    positions = {p.path: p.position for p in properties(node)}
+    assert positions[("b", "c")] == 12
 
 
 def test_values() -> None:

@@ -150,8 +150,9 @@ def test_unknown_id_is_404_naming_it(client: TestClient) -> None:
     ("query", "parameter"),
     [
         ("$filter=result gt", "$filter"),
-        ("$expand=Datastreams", "$expand"),
-        ("$select=name", "$select"),
+        ("$expand=Sensor", "$expand"),
+        ("$select=nope", "$select"),
+        ("$resultFormat=dataArray", "$resultFormat"),
         (f"$top={MAX_TOP + 1}", "$top"),
         ("$top=-1", "$top"),
         ("$skip=x", "$skip"),
@@ -165,7 +166,7 @@ def test_bad_or_unsupported_options_are_400_naming_the_parameter(
     assert body["code"] == 400
     assert body["parameter"] == parameter
     assert parameter in body["message"]
-    if parameter in ("$expand", "$select"):
+    if parameter == "$resultFormat":
         assert "not supported" in body["message"]
 
 

@@ -80,7 +80,7 @@ def test_frost_client_creates_and_reads_back(base_url: str) -> None:
     values = {f"2026-03-15T{h:02d}:00:00Z": 10.0 + h for h in range(6)}
     for when, value in values.items():
         service.create(frost.Observation(phenomenon_time=when, result=value, datastream=datastream))
-    found = (  # Datastreams(id)/Observations: the read side's $filter has no Datastream/@iot.id
+    found = (
         datastream.get_observations()
         .query()
         .filter("result ge 12")
@@ -90,3 +90,49 @@ def test_frost_client_creates_and_reads_back(base_url: str) -> None:
     got = [(o.result, o.phenomenon_time) for o in found]
     assert [r for r, _ in got] == [15.0, 14.0, 13.0, 12.0]
     assert [t for _, t in got] == [f"2026-03-15T{h:02d}:00:00Z" for h in (5, 4, 3, 2)]
+    _read_back_with_expand_and_paging(service, thing, datastream, values)
+
+
+def _read_back_with_expand_and_paging(
+    service: Any, thing: Any, datastream: Any, values: dict[str, float]
+) -> None:
+    """$expand, $select, $orderby and nextLink paging, each through the client's own API."""
+    written = list(values.items())
+    expanded = (
+        service.things()
+        .query()
+        .expand(
+            "Datastreams($select=id,name;$expand=Observations($orderby=phenomenonTime asc;$top=4))"
+        )
+        .filter("name eq 'frost thing'")
+        .list()
+    )
+    assert [(t.id, t.name) for t in expanded] == [(thing.id, "frost thing")]
+    (stream,) = expanded.get(0).datastreams.entities
+    assert (stream.id, stream.name) == (datastream.id, "frost temperature")
+    first_page = stream.observations
+    assert [o.result for o in first_page.entities] == [10.0, 11.0, 12.0, 13.0]
+    assert first_page.next_link is not None  # the client follows it when iterating
+    assert [(o.phenomenon_time, o.result) for o in first_page] == written
+    by_path = (
+        service.things().query().expand("Datastreams/Observations").filter(f"id eq {thing.id}")
+    ).list()
+    nested = by_path.get(0).datastreams.get(0).observations
+    assert sorted(o.result for o in nested.entities) == sorted(values.values())
+    paged = (
+        service.observations()
+        .query()
+        .filter(f"Datastream/@iot.id eq {datastream.id} and phenomenonTime ge 2026-03-15T01:00:00Z")
+        .orderby("phenomenonTime", "desc")
+        .top(2)
+        .count()
+        .list()
+    )
+    assert paged.count == 5
+    assert len(paged.entities) == 2
+    newest_first = written[:0:-1]  # all but the 00:00 one
+    assert [(o.phenomenon_time, o.result) for o in paged] == newest_first
+    selected = (
+        service.datastreams().query().select("name").filter("Thing/name eq 'frost thing'")
+    ).list()
+    assert [d.name for d in selected] == ["frost temperature"]

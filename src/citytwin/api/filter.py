@@ -14,7 +14,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -31,11 +31,16 @@ __all__ = [
     "Geography",
     "Literal",
     "Node",
+    "Predicate",
     "Property",
+    "Resolver",
     "Unary",
     "compile_to_predicate",
+    "conjuncts",
     "evaluate",
     "parse_filter",
+    "properties",
+    "resolve_path",
 ]
 
 MAX_NESTING = (
@@ -419,7 +424,12 @@ FUNCTIONS: dict[str, tuple[int, int, Callable[[Sequence[object]], object]]] = {
 }
 
 
-def _resolve(path: tuple[str, ...], entity: Mapping[str, Any]) -> object:
+def resolve_path(path: Sequence[str], entity: Mapping[str, Any]) -> object:
+    """The value a property path names inside one entity's JSON; ``None`` when absent.
+
+    >>> resolve_path(("Datastream", "id"), {"Datastream": {"@iot.id": 7}})
+    7
+    """
     value: object = entity
     for segment in path:
         if not isinstance(value, Mapping):
@@ -430,34 +440,46 @@ def _resolve(path: tuple[str, ...], entity: Mapping[str, Any]) -> object:
     return value
 
 
-def evaluate(node: Node, entity: Mapping[str, Any]) -> Any:
+Resolver = Callable[[tuple[str, ...], Mapping[str, Any]], object]
+"""Looks up a property path for the entity being evaluated; a server passes one to follow
+navigation links (``Datastream/Thing/name``) that the entity's own JSON does not hold."""
+
+
+def evaluate(node: Node, entity: Mapping[str, Any], resolve: Resolver = resolve_path) -> Any:
     """Value of ``node`` for one STA entity (a JSON-like dict); ``None`` is null.
 
     Type mismatches and failed operations (division by zero, overflow) evaluate to null.
+    ``resolve`` gives the value of each property path (by default: looked up in ``entity``).
     """
     match node:
         case Literal(value=value):
             return value
         case Property(path=path):
-            return _resolve(path, entity)
+            return resolve(path, entity)
         case Unary(op="not", operand=operand):
-            return evaluate(operand, entity) is not True
+            return evaluate(operand, entity, resolve) is not True
         case Unary(operand=operand):
-            value = evaluate(operand, entity)
+            value = evaluate(operand, entity, resolve)
             return -value if _is_num(value) or isinstance(value, timedelta) else None
         case Binary(op="and", left=left, right=right):
-            return evaluate(left, entity) is True and evaluate(right, entity) is True
+            return (
+                evaluate(left, entity, resolve) is True and evaluate(right, entity, resolve) is True
+            )
         case Binary(op="or", left=left, right=right):
-            return evaluate(left, entity) is True or evaluate(right, entity) is True
+            return (
+                evaluate(left, entity, resolve) is True or evaluate(right, entity, resolve) is True
+            )
         case Binary(op=op, left=left, right=right) if op in COMPARISON:
-            return _compare(op, evaluate(left, entity), evaluate(right, entity))
+            return _compare(op, evaluate(left, entity, resolve), evaluate(right, entity, resolve))
         case Binary(op=op, left=left, right=right):
             try:
-                return _arithmetic(op, evaluate(left, entity), evaluate(right, entity))
+                return _arithmetic(
+                    op, evaluate(left, entity, resolve), evaluate(right, entity, resolve)
+                )
             except (TypeError, ValueError, ArithmeticError):
                 return None
         case Call(name=name, args=args):
-            values = [evaluate(arg, entity) for arg in args]
+            values = [evaluate(arg, entity, resolve) for arg in args]
             try:
                 return FUNCTIONS[name][2](values)
             except (TypeError, ValueError, ArithmeticError, shapely.errors.ShapelyError):
@@ -465,7 +487,49 @@ def evaluate(node: Node, entity: Mapping[str, Any]) -> Any:
     raise TypeError(f"not a filter node: {node!r}")  # pragma: no cover
 
 
-def compile_to_predicate(text: str) -> Callable[[Mapping[str, Any]], bool]:
+def properties(node: Node) -> Iterator[Property]:
+    """Every property path the expression reads, in no particular order.
+
+    >>> sorted(p.path for p in properties(parse_filter("a eq 1 or length(b/c) gt 2")))
+    [('a',), ('b', 'c')]
+    """
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Property):
+            yield current
+        stack.extend(_children(current))
+
+
+def conjuncts(node: Node) -> list[Node]:
+    """The operands of the top-level ``and`` chain: each must hold for the whole to hold.
+
+    >>> len(conjuncts(parse_filter("a eq 1 and (b eq 2 and c eq 3) or d eq 4")))
+    1
+    >>> len(conjuncts(parse_filter("a eq 1 and (b eq 2 and c eq 3)")))
+    3
+    """
+    found: list[Node] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Binary) and current.op == "and":
+            stack.extend((current.right, current.left))
+        else:
+            found.append(current)
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class Predicate:
+    """A parsed filter as a test: true where the expression evaluates to ``true``."""
+
+    node: Node
+
+    def __call__(self, entity: Mapping[str, Any], resolve: Resolver = resolve_path) -> bool:
+        return evaluate(self.node, entity, resolve) is True
+
+
+def compile_to_predicate(text: str) -> Predicate:
     """Parse ``text`` once; the predicate is true where the filter evaluates to ``true``."""
-    node = parse_filter(text)
-    return lambda entity: evaluate(node, entity) is True
+    return Predicate(parse_filter(text))
