@@ -29,6 +29,16 @@ class Settings(BaseModel):
         description="MQTT broker (mqtt://host:port) for the SensorThings MQTT extension; "
         "None serves HTTP only",
     )
+    mqtt_create: bool = Field(
+        False,
+        description="Let MQTT clients create Observations by publishing (the broker's ACL is then "
+        "the only access control: MQTT carries no bearer token)",
+    )
+    public_url: str = Field(
+        "http://127.0.0.1:8000",
+        description="The server's public root URL, for links in messages sent without a request "
+        "(MQTT notifications)",
+    )
     api_tokens: tuple[str, ...] = Field(
         (), repr=False, description="Bearer tokens allowed to write (env: comma-separated)"
     )

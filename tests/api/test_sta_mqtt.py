@@ -105,8 +105,10 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 
 
 def make_app(store: Store, url: str, *, create: bool = True) -> FastAPI:
-    settings = Settings(store_url="memory://", mqtt_url=url)
-    return create_app(settings, store=store, mqtt_create=create, mqtt_base_url=BASE)
+    settings = Settings(
+        store_url="memory://", mqtt_url=url, mqtt_create=create, public_url="http://testserver"
+    )
+    return create_app(settings, store=store)
 
 
 def bridge_of(app: FastAPI) -> StaMqttBridge:

@@ -7,8 +7,8 @@ and closes it when the app shuts down, and builds an :class:`~citytwin.bus.memor
 
 With ``settings.mqtt_url`` the lifespan also runs the SensorThings MQTT extension
 (:class:`~citytwin.api.sta_mqtt.StaMqttBridge`, ``app.state.mqtt``): notifications always, create
-via MQTT only with ``mqtt_create=True``; ``mqtt_base_url`` is the public service root its links
-use (a notification has no request to take the host from).
+via MQTT only with ``settings.mqtt_create``; links in notifications start at
+``settings.public_url`` (a notification has no request to take the host from).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from fastapi import FastAPI
 from citytwin import __version__
 from citytwin.api import features, ngsi_ld, sta_update, sta_write, twin, ws
 from citytwin.api.errors import install_error_handlers
-from citytwin.api.sta import StoreAccess, create_router
-from citytwin.api.sta_mqtt import DEFAULT_BASE_URL, StaMqttBridge
+from citytwin.api.sta import VERSION, StoreAccess, create_router
+from citytwin.api.sta_mqtt import StaMqttBridge
 from citytwin.bus import Bus, open_bus
 from citytwin.config import Settings
 from citytwin.store.base import Store
@@ -33,8 +33,6 @@ def create_app(
     *,
     store: Store | None = None,
     bus: Bus | None = None,
-    mqtt_create: bool = False,
-    mqtt_base_url: str = DEFAULT_BASE_URL,
 ) -> FastAPI:
     """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
 
@@ -51,8 +49,8 @@ def create_app(
         bridge = None
         if settings.mqtt_url is not None:
             bridge = StaMqttBridge(
-                settings.mqtt_url, bus=live, store_access=access, base_url=mqtt_base_url,
-                create=mqtt_create,
+                settings.mqtt_url, bus=live, store_access=access, create=settings.mqtt_create,
+                base_url=f"{settings.public_url.rstrip('/')}/{VERSION}",
             )  # fmt: skip
             await bridge.start()
         app.state.mqtt = bridge

@@ -31,7 +31,7 @@ Choices
       requests. Use one citytwin server per broker topic tree.
     * **Links need a public root.** HTTP renders links from each request's host; a notification
       has no request, so ``base_url`` (the service root, ``…/v1.1``) is given by whoever builds
-      the bridge (``create_app(mqtt_base_url=...)``), by default ``http://127.0.0.1:8000/v1.1``.
+      the bridge (the app passes ``Settings.public_url`` + ``/v1.1``; env ``CITYTWIN_PUBLIC_URL``).
     * **Never blocks the bus or the event loop**: frames are rendered and published in a worker
       thread, in chunks of :data:`CHUNK_ROWS`; at most :data:`MAX_UNACKED` messages wait for the
       broker's acknowledgement (so a broker that is away costs bounded memory); meanwhile the bus
