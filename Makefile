@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pip's progress bars are noise in CI logs
 PIP := $(BIN)/pip --disable-pip-version-check --no-input -q
 
-.PHONY: install demo test lint typecheck pytest bench clean system-deps node-deps
+.PHONY: install demo test lint typecheck pytest bench clean system-deps node-deps broker
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ node-deps:  ## Node dev tools pinned in package-lock.json (glTF-Validator, Cesiu
 demo: install  ## generate a day of city data, ingest it into a DuckDB store, print the summary
 	$(BIN)/citytwin demo --out demo-data
 
+broker: install  ## citytwin's own mosquitto on 127.0.0.1:1883 (persistent, state in .citytwin/mosquitto) until Ctrl-C
+	@bash scripts/system-deps.sh mosquitto
+	$(BIN)/citytwin broker
+
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -43,6 +47,7 @@ test: lint typecheck pytest  ## lint (ruff), types (mypy --strict), the whole py
 bench: install  ## benchmarks: each prints its figure, a same-run baseline and the ratio
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/tiles.py
+	$(BIN)/python bench/mqtt.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules

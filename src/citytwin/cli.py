@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from citytwin.errors import CitytwinError
 
 if TYPE_CHECKING:  # heavy imports stay out of `citytwin --help`
     from citytwin.ingest.pipeline import IngestReport
+    from citytwin.mqtt.ingest import MqttSummary
     from citytwin.space.districts import Level
 
 app = typer.Typer(
@@ -53,8 +56,8 @@ StoreOption = Annotated[
 ]
 
 
-def _settings(store: str | None) -> Settings:
-    return Settings.from_env(store_url=store)
+def _settings(store: str | None, **overrides: object) -> Settings:
+    return Settings.from_env(store_url=store, **overrides)
 
 
 def _version(value: bool) -> None:
@@ -81,12 +84,24 @@ def main_callback(
     )
 
 
+MQTT_FEED = "mqtt"
+DEFAULT_BROKER_URL = "mqtt://127.0.0.1:1883"
+MQTT_PANEL = "MQTT (feed mqtt only)"
+
+
 @app.command()
 def ingest(
-    feed: Annotated[str, typer.Argument(help="Feed: sdot, kma, kma-stations, noise or generic.")],
-    paths: Annotated[
-        list[Path], typer.Argument(help="Files or folders to ingest.", show_default=False)
+    feed: Annotated[
+        str,
+        typer.Argument(
+            help="Feed: sdot, kma, kma-stations, noise or generic (files), or mqtt (a live "
+            "broker: see --broker, --topic)."
+        ),
     ],
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files or folders to ingest (not for mqtt).", show_default=False),
+    ] = None,
     store: StoreOption = None,
     registry: Annotated[
         Path | None,
@@ -102,13 +117,83 @@ def ingest(
         str | None,
         typer.Option(help="generic feed: mapping YAML file or preset name (airkorea, topis)."),
     ] = None,
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Broker URL mqtt://host:port (default: CITYTWIN_MQTT_URL, else "
+            f"{DEFAULT_BROKER_URL}).",
+            rich_help_panel=MQTT_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Topic filter to subscribe to at QoS 1; repeat for several (default: devices/#).",
+            rich_help_panel=MQTT_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Client id of the persistent session: the broker queues messages for it "
+            "while it is away (default: citytwin-ingest).",
+            rich_help_panel=MQTT_PANEL,
+            show_default=False,
+        ),
+    ] = None,
+    max_messages: Annotated[
+        int | None,
+        typer.Option(min=1, help="End after this many messages.", rich_help_panel=MQTT_PANEL),
+    ] = None,
+    idle_exit: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="End after this many seconds without a message.",
+            rich_help_panel=MQTT_PANEL,
+        ),
+    ] = None,
 ) -> None:
-    """Read feed files, check their quality and store them; print a summary.
+    """Read feed files (or an MQTT broker), check their quality and store them; print a summary.
 
     Rows that cannot be parsed are quarantined with file, line and reason (see `citytwin
     quarantine list`); QC flags are stored with the observations, nothing is dropped.
-    """
 
+    `citytwin ingest mqtt --broker mqtt://127.0.0.1:1883 --topic 'devices/#'` subscribes with a
+    persistent session and acknowledges each message only once it is stored; it runs until
+    Ctrl-C (or --max-messages / --idle-exit). Message format: docs/mqtt.md.
+    """
+    mqtt_options = {
+        "--broker": broker,
+        "--topic": topic,
+        "--client-id": client_id,
+        "--max-messages": max_messages,
+        "--idle-exit": idle_exit,
+    }
+    if feed == MQTT_FEED:
+        if paths:
+            raise typer.BadParameter(
+                "the mqtt feed reads a broker, not files; drop the paths", param_hint="PATHS"
+            )
+        settings = _settings(store)
+        _ingest_mqtt(
+            settings,
+            broker or settings.mqtt_url or DEFAULT_BROKER_URL,
+            topic or ["devices/#"],
+            client_id=client_id,
+            max_messages=max_messages,
+            idle_exit=idle_exit,
+        )
+        return
+    given = [name for name, value in mqtt_options.items() if value is not None]
+    if given:
+        raise typer.BadParameter(
+            f"{', '.join(given)} only apply to the mqtt feed", param_hint=given[0]
+        )
+    if not paths:
+        raise typer.BadParameter(f"the {feed} feed needs files or folders", param_hint="PATHS")
     if feed == "generic" and not mapping:
         raise typer.BadParameter(
             "the generic feed needs --mapping FILE.yaml or a preset (airkorea, topis)",
@@ -123,6 +208,72 @@ def ingest(
     if report.nothing_read:
         err_console.print("[red]nothing could be read[/red] from the given input")
         raise typer.Exit(1)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """An event SIGINT and SIGTERM set (instead of raising), restored afterwards."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ingest_mqtt(
+    settings: Settings,
+    broker: str,
+    topics: list[str],
+    *,
+    client_id: str | None,
+    max_messages: int | None,
+    idle_exit: float | None,
+) -> None:
+    """Run the durable subscriber until a signal, --max-messages or --idle-exit; summarise."""
+    from citytwin.mqtt.broker import parse_broker_url
+    from citytwin.mqtt.ingest import DEFAULT_CLIENT_ID, MqttIngest, MqttOptions
+    from citytwin.store import open_store
+
+    options = MqttOptions(
+        client_id=client_id or DEFAULT_CLIENT_ID, max_messages=max_messages, idle_exit_s=idle_exit
+    )
+    with _domain_errors():
+        parse_broker_url(broker)
+        with open_store(settings.store_url) as opened, _stop_on_signals() as stop:
+            err_console.print(
+                f"ingesting {', '.join(topics)} from {broker} as {options.client_id!r} into "
+                f"{settings.store_url}; Ctrl-C to stop"
+            )
+            summary = MqttIngest(opened, broker, topics, options=options).run(stop)
+    _print_mqtt_summary(summary)
+
+
+def _print_mqtt_summary(summary: MqttSummary) -> None:
+    counts = (
+        "received",
+        "acknowledged",
+        "stored",
+        "duplicates",
+        "flagged",
+        "quarantined",
+        "reconnects",
+    )
+    table = _table("mqtt ingest summary", [*counts, "msg/s"], right=(*counts, "msg/s"))
+    rate = summary.received / summary.elapsed_s if summary.elapsed_s else 0.0
+    table.add_row(*(f"{getattr(summary, c):,}" for c in counts), f"{rate:,.0f}")
+    console.print(table)
+    console.print(
+        "[dim]received/acknowledged: messages; stored/duplicates/flagged: observations; "
+        "quarantined: rejected messages (see `citytwin quarantine list --feed mqtt`)[/dim]"
+    )
+    for note in summary.notes:
+        console.print(f"[yellow]note[/yellow] {note}")
 
 
 def _ingest_with_progress(
@@ -400,14 +551,60 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     store: StoreOption = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="MQTT broker (mqtt://host:port) for the SensorThings MQTT extension. "
+            "Env: CITYTWIN_MQTT_URL.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the OGC SensorThings API v1.1 (read side, under /v1.1) over the store."""
     import uvicorn
 
     from citytwin.api import create_app
+    from citytwin.mqtt.broker import parse_broker_url
 
     with _domain_errors():
-        uvicorn.run(create_app(_settings(store)), host=host, port=port, log_level="info")
+        settings = _settings(store, mqtt_url=mqtt)
+        if settings.mqtt_url:
+            parse_broker_url(settings.mqtt_url)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port on 127.0.0.1.")] = 1883,
+    directory: Annotated[
+        Path,
+        typer.Option(
+            "--dir", help="Folder for the configuration, persistence (queued messages) and log."
+        ),
+    ] = Path(".citytwin/mosquitto"),
+) -> None:
+    """Run citytwin's own mosquitto on loopback, with persistence, until Ctrl-C.
+
+    Persistent sessions and their queued QoS 1 messages are saved in --dir and survive a
+    restart; `citytwin ingest mqtt` and `citytwin serve --mqtt` connect to it.
+    """
+    from citytwin.mqtt.broker import Mosquitto
+
+    with _domain_errors():
+        running = Mosquitto(directory, port=port).start()
+    with _stop_on_signals() as stop:
+        console.print(
+            f"mosquitto listening on {running.url}; persistence and log in {directory}; "
+            "Ctrl-C to stop"
+        )
+        try:
+            while not stop.wait(0.5):
+                if not running.running and not stop.wait(0.2):
+                    err_console.print(f"[red]mosquitto exited[/red]; see {running.log_path}")
+                    raise typer.Exit(1)
+        finally:
+            running.stop()
+    console.print("mosquitto stopped (persistence saved)")
 
 
 @app.command()
