@@ -54,22 +54,6 @@ TOPIC = "devices/#"
 WINDOW = 20_000
 
 
-class BenchBroker(Mosquitto):
-    """citytwin's broker, saving persistence on a timer instead of on every change."""
-
-    def __init__(self, directory: Path, *, autosave_s: int) -> None:
-        super().__init__(directory)
-        self.autosave_s = autosave_s
-
-    def config(self) -> str:
-        return (
-            super()
-            .config()
-            .replace("autosave_interval 1\n", f"autosave_interval {self.autosave_s}\n")
-            .replace("autosave_on_changes true", "autosave_on_changes false")
-        )
-
-
 def device_messages(count: int, *, seed: int = 0) -> list[tuple[str, bytes]]:
     """(topic, payload) of ``count`` readings: sensor ``i % 1100`` every 2 minutes."""
     rng = np.random.default_rng(seed)
@@ -174,7 +158,7 @@ def main() -> None:
     count = 20_000 if args.quick else args.messages
     scratch = Path(tempfile.mkdtemp(prefix="citytwin-bench-mqtt-"))
     try:
-        with BenchBroker(scratch / "broker", autosave_s=args.autosave) as broker:
+        with Mosquitto(scratch / "broker", autosave_s=args.autosave) as broker:
             print(f"{count:,} QoS 1 messages × {len(VALUES)} values on {broker.url}")
             baseline = run_baseline(broker.url, count)
             ours, observations, quarantined = run_citytwin(

@@ -582,6 +582,14 @@ def broker(
             "--dir", help="Folder for the configuration, persistence (queued messages) and log."
         ),
     ] = Path(".citytwin/mosquitto"),
+    autosave: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Save persistence every N seconds (fast; a crash may lose the last N s) "
+            "instead of on every change (0: safest, a few hundred queued messages/s).",
+        ),
+    ] = 0,
 ) -> None:
     """Run citytwin's own mosquitto on loopback, with persistence, until Ctrl-C.
 
@@ -591,7 +599,7 @@ def broker(
     from citytwin.mqtt.broker import Mosquitto
 
     with _domain_errors():
-        running = Mosquitto(directory, port=port).start()
+        running = Mosquitto(directory, port=port, autosave_s=autosave).start()
     with _stop_on_signals() as stop:
         console.print(
             f"mosquitto listening on {running.url}; persistence and log in {directory}; "

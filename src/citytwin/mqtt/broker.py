@@ -3,8 +3,12 @@
 The Debian package ``mosquitto`` provides the binary (``scripts/system-deps.sh mosquitto``
 installs it; ``make test`` does so). :class:`Mosquitto` writes a configuration into a directory
 of its own, starts the broker there and can stop, kill and restart it — the tests use that to
-take the broker away mid-stream. Persistence is on and written on every change, so QoS 1
-messages queued for a durable (persistent-session) subscriber survive a restart::
+take the broker away mid-stream. Persistence is on, so QoS 1 messages queued for a durable
+(persistent-session) subscriber survive a restart. By default it is written on every change:
+even a SIGKILL loses nothing acknowledged, but mosquitto rewrites its whole state each time, which
+caps a building queue at a few hundred messages/s. ``autosave_s=N`` saves every N seconds instead
+(tens of thousands of messages/s; a SIGKILL may then lose the last N seconds, a normal stop saves
+everything)::
 
     with Mosquitto(tmp_path) as broker:
         print(broker.url)          # mqtt://127.0.0.1:<free port>
@@ -91,10 +95,20 @@ def _listening(host: str, port: int) -> bool:
 class Mosquitto:
     """A mosquitto process with its configuration, persistence and log under ``directory``."""
 
-    def __init__(self, directory: Path, *, port: int | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        autosave_s: int = 0,
+    ):
+        if autosave_s < 0:
+            raise ConfigurationError(f"autosave_s={autosave_s}: expected 0 (every change) or more")
         self.directory = Path(directory)
         self.host = host
         self.port = port or free_port(host)
+        self.autosave_s = autosave_s
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -120,8 +134,9 @@ class Mosquitto:
                 f"user {getpass.getuser()}",
                 "persistence true",
                 f"persistence_location {self.directory}/",
-                "autosave_interval 1",
-                "autosave_on_changes true",
+                # interval counts changes when autosave_on_changes is true, seconds otherwise
+                f"autosave_interval {self.autosave_s or 1}",
+                f"autosave_on_changes {'false' if self.autosave_s else 'true'}",
                 f"max_queued_messages {MAX_QUEUED}",
                 "max_inflight_messages 1000",
                 "persistent_client_expiration 1d",
