@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-import uvicorn
 
 from citytwin.api import create_app
 from citytwin.config import Settings
@@ -22,31 +19,14 @@ MEASUREMENT = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurem
 pytestmark = pytest.mark.filterwarnings("ignore:furl.pathstr is deprecated:DeprecationWarning")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(params=["memory://", "duckdb://"])
-def base_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def base_url(
+    request: pytest.FixtureRequest, serve: Callable[[Any], AbstractContextManager[str]]
+) -> Iterator[str]:
     with open_store(request.param) as store:
         app = create_app(Settings(store_url="memory://", api_tokens=(TOKEN,)), store=store)
-        port = _free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.01)
-        try:
-            yield f"http://127.0.0.1:{port}/v1.1"
-        finally:
-            server.should_exit = True
-            thread.join(10)
+        with serve(app) as root:
+            yield f"{root}/v1.1"
 
 
 def _bearer(request: Any) -> Any:

@@ -13,11 +13,19 @@ from typing import Any, Literal
 
 import shapely
 
-__all__ = ["FilterSyntaxError", "Geography", "LiteralValue", "Token", "TokenKind", "tokenize"]
+__all__ = [
+    "FilterSyntaxError",
+    "Geography",
+    "LiteralValue",
+    "PositionedSyntaxError",
+    "Token",
+    "TokenKind",
+    "tokenize",
+]
 
 
-class FilterSyntaxError(ValueError):
-    """A ``$filter`` that is not well formed; ``position`` is a 0-based offset into the text."""
+class PositionedSyntaxError(ValueError):
+    """A query option's text is not well formed; ``position`` is a 0-based offset into it."""
 
     def __init__(self, message: str, position: int) -> None:
         super().__init__(message, position)
@@ -26,6 +34,10 @@ class FilterSyntaxError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.message} at position {self.position}"
+
+
+class FilterSyntaxError(PositionedSyntaxError):
+    """A ``$filter`` that is not well formed."""
 
 
 @dataclass(frozen=True, slots=True)

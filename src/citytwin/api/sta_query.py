@@ -24,6 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from citytwin.api.filter_tokens import PositionedSyntaxError
+
 __all__ = [
     "ExpandItem",
     "QuerySyntaxError",
@@ -38,16 +40,8 @@ __all__ = [
 MAX_NESTING = 16  # levels of expansion: keeps parser and renderer far from the stack limit
 
 
-class QuerySyntaxError(ValueError):
-    """An ``$expand``/``$select`` that is not well formed; ``position`` is a 0-based offset."""
-
-    def __init__(self, message: str, position: int) -> None:
-        super().__init__(message, position)
-        self.message = message
-        self.position = position
-
-    def __str__(self) -> str:
-        return f"{self.message} at position {self.position}"
+class QuerySyntaxError(PositionedSyntaxError):
+    """An ``$expand``/``$select`` that is not well formed."""
 
 
 @dataclass(frozen=True, slots=True)
