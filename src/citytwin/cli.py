@@ -560,14 +560,23 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the OGC SensorThings API v1.1 (read side, under /v1.1) over the store."""
+    """Serve the twin: OGC SensorThings API v1.1 (/v1.1, + MQTT with --mqtt), twin GeoJSON
+    (/twin), OGC API - Features (/collections), NGSI-LD (/ngsi-ld/v1), live push (/ws).
+
+    Writes need a bearer token from CITYTWIN_API_TOKENS. Links in MQTT notifications start at
+    CITYTWIN_PUBLIC_URL, by default http://HOST:PORT. OpenAPI document: /openapi.json, /docs.
+    """
+    import os
+
     import uvicorn
 
     from citytwin.api import create_app
     from citytwin.mqtt.broker import parse_broker_url
 
+    # the env wins when set (a proxy in front); else links name the address served
+    public = None if "CITYTWIN_PUBLIC_URL" in os.environ else f"http://{host}:{port}"
     with _domain_errors():
-        settings = _settings(store, mqtt_url=mqtt)
+        settings = _settings(store, mqtt_url=mqtt, public_url=public)
         if settings.mqtt_url:
             parse_broker_url(settings.mqtt_url)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
