@@ -559,6 +559,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    ingest_topic: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --mqtt: also ingest device readings from this topic filter in the server "
+            "(as `citytwin ingest mqtt` does; one process owns the store). Repeatable. "
+            "Env: CITYTWIN_MQTT_INGEST_TOPICS.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the twin: OGC SensorThings API v1.1 (/v1.1, + MQTT with --mqtt), twin GeoJSON
     (/twin), OGC API - Features (/collections), NGSI-LD (/ngsi-ld/v1), live push (/ws).
@@ -576,7 +585,11 @@ def serve(
     # the env wins when set (a proxy in front); else links name the address served
     public = None if "CITYTWIN_PUBLIC_URL" in os.environ else f"http://{host}:{port}"
     with _domain_errors():
-        settings = _settings(store, mqtt_url=mqtt, public_url=public)
+        topics = tuple(ingest_topic) if ingest_topic else None
+        settings = _settings(store, mqtt_url=mqtt, public_url=public, mqtt_ingest_topics=topics)
+        if settings.mqtt_ingest_topics and not settings.mqtt_url:
+            err_console.print("[red]error:[/red] --ingest-topic needs --mqtt (the broker)")
+            raise typer.Exit(2)
         if settings.mqtt_url:
             parse_broker_url(settings.mqtt_url)
         uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -29,6 +29,11 @@ class Settings(BaseModel):
         description="MQTT broker (mqtt://host:port) for the SensorThings MQTT extension; "
         "None serves HTTP only",
     )
+    mqtt_ingest_topics: tuple[str, ...] = Field(
+        (),
+        description="Topic filters the server itself ingests device readings from (the durable "
+        "subscriber of `citytwin ingest mqtt`, in-process; env: comma-separated)",
+    )
     mqtt_create: bool = Field(
         False,
         description="Let MQTT clients create Observations by publishing (the broker's ACL is then "
@@ -51,7 +56,8 @@ class Settings(BaseModel):
             for name in cls.model_fields
             if f"CITYTWIN_{name.upper()}" in os.environ
         }
-        if isinstance(tokens := env.get("api_tokens"), str):
-            env["api_tokens"] = tuple(t.strip() for t in tokens.split(",") if t.strip())
+        for name in ("api_tokens", "mqtt_ingest_topics"):  # comma-separated lists
+            if isinstance(text := env.get(name), str):
+                env[name] = tuple(t.strip() for t in text.split(",") if t.strip())
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(env)

@@ -306,3 +306,38 @@ def test_a_large_frame_reaches_subscribers_in_full(broker: Mosquitto) -> None:
     assert len(received) == rows
     assert {body["@iot.id"] for body in received} == set(observation_ids(frame).tolist())
     assert received[-1]["result"] == (rows - 1) / 10  # in order, the last row last
+
+
+@pytest.mark.timeout(120)
+def test_the_server_ingests_devices_and_announces_their_readings(
+    store: Store, broker: Mosquitto
+) -> None:
+    settings = Settings(
+        store_url="memory://", mqtt_url=broker.url, mqtt_ingest_topics=("devices/#",)
+    )
+    app = create_app(settings, store=store)
+    with TestClient(app) as client:
+        until("bridge connected", lambda: bridge_of(app).connected)
+        until("device subscriber connected", lambda: app.state.mqtt_ingest.ingest.connected)
+        watcher = Peer(broker.url, "v1.1/Observations")
+        device = Peer(broker.url)
+        try:
+            for minute, pm25 in ((0, 11.5), (2, 13.0)):
+                reading = {
+                    "thing": "dev-7",
+                    "phenomenonTime": f"2026-11-23T09:0{minute}:00+09:00",
+                    "lon": 127.1,
+                    "lat": 37.51,
+                    "values": {"pm25": pm25},
+                }
+                device.publish("devices/dev-7", reading)
+            until("2 notifications", lambda: len(watcher.notifications()) >= 2)
+            body = client.get("/v1.1/Observations?$orderby=phenomenonTime").json()
+            assert [o["result"] for o in body["value"]] == [11.5, 13.0]
+            assert body["value"][0]["phenomenonTime"] == "2026-11-23T00:00:00Z"  # KST → UTC
+            notified = sorted(watcher.notifications(), key=lambda o: o["phenomenonTime"])
+            assert [o["@iot.id"] for o in notified] == [o["@iot.id"] for o in body["value"]]
+        finally:
+            watcher.close()
+            device.close()
+    assert not app.state.mqtt_ingest._thread.is_alive()  # stopped with the server

@@ -8,11 +8,15 @@ and closes it when the app shuts down, and builds an :class:`~citytwin.bus.memor
 With ``settings.mqtt_url`` the lifespan also runs the SensorThings MQTT extension
 (:class:`~citytwin.api.sta_mqtt.StaMqttBridge`, ``app.state.mqtt``): notifications always, create
 via MQTT only with ``settings.mqtt_create``; links in notifications start at
-``settings.public_url`` (a notification has no request to take the host from).
+``settings.public_url`` (a notification has no request to take the host from). With
+``settings.mqtt_ingest_topics`` as well, the server runs the durable device subscriber of
+``citytwin ingest mqtt`` on those topics in a thread (``app.state.mqtt_ingest``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -25,6 +29,7 @@ from citytwin.api.sta import VERSION, StoreAccess, create_router
 from citytwin.api.sta_mqtt import StaMqttBridge
 from citytwin.bus import Bus, open_bus
 from citytwin.config import Settings
+from citytwin.mqtt.ingest import MqttIngest
 from citytwin.store.base import Store
 
 
@@ -54,9 +59,13 @@ def create_app(
             )  # fmt: skip
             await bridge.start()
         app.state.mqtt = bridge
+        devices = _DeviceIngest.start(settings, access, live)
+        app.state.mqtt_ingest = devices
         try:
             yield
         finally:
+            if devices is not None:
+                await asyncio.to_thread(devices.stop)
             if bridge is not None:
                 await bridge.stop()
         if bus is None:
@@ -83,6 +92,37 @@ def create_app(
     app.include_router(ngsi_ld.create_router())
     app.include_router(ws.create_router())
     return app
+
+
+class _DeviceIngest:
+    """``citytwin ingest mqtt`` inside the server (``settings.mqtt_ingest_topics``): one process
+    owns the store — an embedded DuckDB file takes one writer — and devices' readings reach the
+    bus, hence WebSocket clients and the SensorThings MQTT topics."""
+
+    def __init__(self, ingest: MqttIngest) -> None:
+        self.ingest = ingest
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=ingest.run, args=(self._stop,), name="citytwin-mqtt-ingest", daemon=True
+        )
+
+    @classmethod
+    def start(cls, settings: Settings, access: StoreAccess, bus: Bus) -> _DeviceIngest | None:
+        if settings.mqtt_url is None or not settings.mqtt_ingest_topics:
+            return None
+        with access.lock:
+            store = access.store()
+        ingest = MqttIngest(
+            store, settings.mqtt_url, list(settings.mqtt_ingest_topics), bus=bus, lock=access.lock
+        )
+        running = cls(ingest)
+        running._thread.start()
+        return running
+
+    def stop(self) -> None:
+        """Flush, acknowledge and disconnect (the session stays on the broker)."""
+        self._stop.set()
+        self._thread.join(30)
 
 
 def _opener(settings: Settings) -> Callable[[], Store]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,8 +146,12 @@ class MqttIngest:
         *,
         options: MqttOptions | None = None,
         bus: Bus | None = None,
+        lock: AbstractContextManager[object] | None = None,
     ) -> None:
+        """``lock`` is held around every store call: the server passes its store lock, as a
+        store connection serves one thread at a time."""
         self.store = store
+        self._lock = lock or nullcontext()
         self.address = parse_broker_url(broker_url)
         self.broker_url = broker_url
         self.topics = topics
@@ -264,11 +269,12 @@ class MqttIngest:
             else:
                 good.append((number, parsed))
                 raw[number] = message.payload
-        if good:
-            self._write(build_batch(good, self._book, source=self.broker_url, raw=raw))
-        if bad:
-            self.store.write_quarantine(bad)
-            self.summary.quarantined += len(bad)
+        with self._lock:
+            if good:
+                self._write(build_batch(good, self._book, source=self.broker_url, raw=raw))
+            if bad:
+                self.store.write_quarantine(bad)
+        self.summary.quarantined += len(bad)
         if session is not None:
             acks = [m.packet_id for m in pending if m.qos]
             session.ack(acks)
