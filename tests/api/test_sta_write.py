@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from citytwin.api import create_app
+from citytwin.api.sta import StoreAccess
+from citytwin.api.sta_batch import ObservationBatcher, Outcome
+from citytwin.api.sta_write import PhenomenonStart
 from citytwin.config import Settings
-from citytwin.store import open_store
+from citytwin.model.sensing import Datastream, UnitOfMeasurement
+from citytwin.store import ObservationFrame, open_store
+from citytwin.store.base import to_micros
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -308,3 +317,135 @@ def test_invalid_json_is_400_after_authorisation(client: TestClient) -> None:
     assert response.json()["parameter"] == "body"
     unauthorised = client.post("/v1.1/Things", content=b"{not json")
     assert unauthorised.status_code == 401
+
+
+def test_created_observations_reach_websocket_subscribers(client: TestClient) -> None:
+    ds = _datastream_ids(client)["air temperature"]
+    times = [(T0 + timedelta(minutes=m)).isoformat() for m in range(3)]
+    with client.websocket_connect("/ws/observations") as socket:
+        _post(
+            client,
+            f"/v1.1/Datastreams({ds})/Observations",
+            {"phenomenonTime": times[0], "result": 1.5},
+        )
+        block = {
+            "components": ["phenomenonTime", "result"],
+            "dataArray": [[times[1], 2], [times[2], 3]],
+        }
+        _post(client, "/v1.1/CreateObservations", [{"Datastream": {"@iot.id": ds}, **block}])
+        thing = json.loads(json.dumps(THING))
+        thing["Datastreams"][1]["Observations"] = [{"phenomenonTime": times[0], "result": 7.0}]
+        _post(client, "/v1.1/Things", thing)
+        got = [socket.receive_json() for _ in range(4)]
+    assert [(m["datastream"], m["result"]) for m in got[:3]] == [(ds, 1.5), (ds, 2.0), (ds, 3.0)]
+    assert [datetime.fromisoformat(m["phenomenonTime"]) for m in got[:3]] == [
+        datetime.fromisoformat(t) for t in times
+    ]
+    assert got[3]["datastream"] != ds
+    assert got[3]["result"] == 7.0  # deep insert: the new PM2.5 datastream's observation
+    assert datetime.fromisoformat(got[3]["phenomenonTime"]) == T0
+
+
+def test_concurrent_posts_of_one_instant_create_it_once(client: TestClient) -> None:
+    ds = _datastream_ids(client)["air temperature"]
+    bodies = [
+        {"phenomenonTime": (T0 + timedelta(seconds=i % 15)).isoformat(), "result": i}
+        for i in range(20)
+    ]
+
+    def post(body: dict[str, Any]) -> int:
+        url = f"/v1.1/Datastreams({ds})/Observations"
+        return client.post(url, json=body, headers=AUTH).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(post, bodies))
+    assert sorted(statuses) == [201] * 15 + [409] * 5
+    assert _get(client, f"/v1.1/Datastreams({ds})/Observations?$count=true")["@iot.count"] == 15
+    unknown = client.post("/v1.1/Datastreams(12345)/Observations", json=bodies[0], headers=AUTH)
+    assert unknown.status_code == 400, unknown.text
+    assert unknown.json()["parameter"] == "Datastream"
+
+
+def test_one_batch_keeps_the_first_of_each_identity(store_url: str) -> None:
+    unit = UnitOfMeasurement(name="n", symbol="n", definition="d")
+    stream = Datastream(
+        key="k", name="d", unit_of_measurement=unit, thing_id=1, sensor_id=2, observed_property_id=3
+    )
+    ds, t0 = stream.id or 0, to_micros(T0)
+    published: list[ObservationFrame] = []
+    with open_store(store_url) as store:
+        store.register([stream])
+        store.write_observations(ObservationFrame.from_arrays([ds], [t0 - 1], [0.0]))
+        batcher = ObservationBatcher(StoreAccess(lambda: store), published=published.append)
+        rows = [
+            (ds, t0, 1.0),
+            (ds, t0, 2.0),
+            (ds + 1, t0, 3.0),
+            (ds, t0 + 1, 4.0),
+            (ds, t0 - 1, 5.0),
+        ]
+
+        async def create_all() -> list[Outcome]:
+            return await asyncio.gather(*(batcher.create(*row) for row in rows))
+
+        outcomes = asyncio.run(create_all())
+        stored = store.observations()
+    assert outcomes == [
+        Outcome.CREATED, Outcome.DUPLICATE, Outcome.NO_DATASTREAM, Outcome.CREATED,
+        Outcome.DUPLICATE,
+    ]  # fmt: skip
+    assert len(published) == 1  # all five were queued before the writer ran: one write
+    assert published[0].result.tolist() == [1.0, 4.0]
+    assert stored.result.tolist() == [0.0, 1.0, 4.0]
+
+
+def test_data_array_times_read_as_pydantic_reads_them(client: TestClient) -> None:
+    ds = _datastream_ids(client)["air temperature"]
+    times = [
+        "2026-03-15T09:00:00+09:00",
+        "2026-03-15 00:01:00Z",
+        "2026-03-15T00:02:00.123456Z",
+        "2026-03-15T00:03Z",
+        "2026-03-15T09:04:00.5+0900",
+        "2026-03-14T22:35:00.000001-01:30",
+        "2026-03-15T00:06:00.1Z",
+    ]
+    interval = "2026-03-15T00:07:00Z/2026-03-15T00:08:00Z"  # the per-row path reads this block
+    blocks = [
+        {"Datastream": {"@iot.id": ds}, "components": ["phenomenonTime", "result", "resultTime"],
+         "dataArray": [[t, i, None] for i, t in enumerate(times)]},
+        {"Datastream": {"@iot.id": ds}, "components": ["result", "phenomenonTime"],
+         "dataArray": [[7.5, interval], [8, times[0]]]},
+    ]  # fmt: skip
+    links = _post(client, "/v1.1/CreateObservations", blocks)
+    assert links[-1] == "error"  # the same instant as the first block's first row
+    assert "error" not in links[:-1]
+    written = _get(client, f"/v1.1/Datastreams({ds})/Observations?$orderby=phenomenonTime")
+    adapter = TypeAdapter(PhenomenonStart)
+    expected = sorted(to_micros(adapter.validate_python(t)) for t in [*times, interval])
+    got = [to_micros(adapter.validate_python(o["phenomenonTime"])) for o in written["value"]]
+    assert got == expected
+    assert sorted(o["result"] for o in written["value"]) == [0, 1, 2, 3, 4, 5, 6, 7.5]
+
+
+def test_to_micros_is_exact() -> None:
+    adapter = TypeAdapter(PhenomenonStart)
+    # a float total_seconds() * 1e6 gives ...122999 and 253402300800000000 for these
+    assert to_micros(adapter.validate_python("2026-03-15T00:00:00.123Z")) % 1_000_000 == 123_000
+    last = adapter.validate_python("9999-12-31T23:59:59.999999Z")
+    assert to_micros(last) == 253_402_300_799_999_999
+
+
+def test_data_array_rows_a_python_datetime_cannot_hold_are_errors(client: TestClient) -> None:
+    ds = _datastream_ids(client)["air temperature"]
+    rows = [[T0.isoformat(), 1], ["0001-01-01T00:30:00+01:00", 2], ["0000-06-01T00:00:00Z", 3]]
+    body = [
+        {
+            "Datastream": {"@iot.id": ds},
+            "components": ["phenomenonTime", "result"],
+            "dataArray": rows,
+        }
+    ]
+    links = _post(client, "/v1.1/CreateObservations", body)
+    assert links[0].startswith("http://testserver/v1.1/Observations(")
+    assert links[1:] == ["error", "error"]

@@ -272,3 +272,71 @@ def test_delete_observations_by_datastream_or_identity(store: Store) -> None:
     with pytest.raises(ValueError, match="needs datastream_ids or identities"):
         store.delete_observations()
     assert len(store.observations()) == 5
+
+
+def test_existing_and_write_new_observations(store: Store) -> None:
+    pm, temp = _register_city(store)
+    store.write_observations(ObservationFrame.from_arrays([pm[0]] * 2, _hours(2), [1.0, 2.0]))
+    unknown = 987_654_321
+    asked = ObservationFrame.from_arrays(
+        [pm[0], pm[0], temp[0], unknown, pm[0], temp[0]],
+        [_hours(2)[1], _hours(3)[2], _hours(1)[0], _hours(1)[0], _hours(3)[2], _hours(1)[0]],
+        [9.0, 3.0, 10.0, 11.0, 4.0, 12.0],
+    )
+    assert store.existing(asked).tolist() == [True, False, False, False, False, False]
+    # stored already, new, new, no such datastream, repeats row 1, repeats row 2
+    written = store.write_new_observations(asked)
+    assert written.tolist() == [False, True, True, False, False, False]
+    assert store.existing(asked).tolist() == [True, True, True, False, True, True]
+    assert store.observations(datastream_ids=[pm[0]]).result.tolist() == [1.0, 2.0, 3.0]
+    assert store.observations(datastream_ids=[temp[0]]).result.tolist() == [10.0]
+    assert store.observations(datastream_ids=[unknown]).result.tolist() == []
+    assert store.write_new_observations(ObservationFrame.empty()).tolist() == []
+    assert store.existing(ObservationFrame.empty()).tolist() == []
+
+
+def test_many_rows_and_datastreams_take_the_same_paths(store: Store) -> None:
+    pm, _ = _register_city(store)
+    store.write_observations(ObservationFrame.from_arrays([pm[1]] * 3, _hours(3), [0.0] * 3))
+    n = 300  # more rows and datastreams than a backend names in its SQL
+    frame = ObservationFrame.from_arrays(
+        np.r_[[pm[1]] * n, np.arange(1, 101)], np.r_[_hours(n), _hours(100)], np.arange(n + 100.0)
+    )
+    assert store.existing(frame).tolist() == [True] * 3 + [False] * (n + 97)
+    assert (
+        store.write_new_observations(frame).tolist()
+        == [False] * 3 + [True] * (n - 3) + [False] * 100
+    )
+    assert len(store.observations(datastream_ids=[pm[1]])) == n
+
+
+def test_one_few_and_many_ids_read_alike(store: Store) -> None:
+    pm, temp = _register_city(store)
+    ids = [*pm, *temp]
+    store.write_observations(
+        ObservationFrame.from_arrays(np.repeat(ids, 3), np.tile(_hours(3), 4), np.arange(12.0))
+    )
+    everything, latest = store.observations(), store.latest()
+    for asked in ([ids[2]], [ids[3], ids[0], ids[3]], [*ids, *range(1, 10)]):
+        rows = np.isin(everything.datastream_id, asked)
+        got = store.observations(datastream_ids=asked, start=T0 + timedelta(hours=1))
+        want = everything.take(rows & (everything.phenomenon_time >= _hours(2)[1]))
+        assert (got.datastream_id.tolist(), got.result.tolist()) == (
+            want.datastream_id.tolist(),
+            want.result.tolist(),
+        )
+        last = store.latest(asked)
+        assert last.result.tolist() == latest.result[np.isin(latest.datastream_id, asked)].tolist()
+        streams = store.entities(Datastream, asked)
+        assert {d.id for d in streams} == set(asked) & set(ids)
+
+
+def test_results_round_trip_exactly(store: Store) -> None:
+    pm, temp = _register_city(store)
+    values = [0.1 + 0.2, 1e-300, -123456789.12345679, 2.0**60 + 1, float("nan")]
+    store.write_observations(ObservationFrame.from_arrays([pm[0]] * 5, _hours(5), values))
+    store.write_new_observations(ObservationFrame.from_arrays([temp[0]] * 5, _hours(5), values))
+    for datastream in (pm[0], temp[0]):
+        got = store.observations(datastream_ids=[datastream]).result
+        assert got[:4].tolist() == values[:4]
+        assert np.isnan(got[4])

@@ -19,6 +19,13 @@ Observations get the read side's deterministic id (:func:`citytwin.api.sta.obser
 the store keeps one observation per (datastream, phenomenon time start), so a second one at the
 same instant is a 409 (or ``"error"`` in a dataArray response). ``resultTime`` is validated but
 not stored (the store keeps none).
+
+Speed: single Observations are written by group commit (:mod:`citytwin.api.sta_batch`): the
+requests that arrive while a write is in flight share the next one. A dataArray is validated
+column by column (Arrow parses a block's times at once; a block with a bad row or an interval
+takes the per-row path, which names the bad rows) and written as one frame with one
+:meth:`~citytwin.store.base.Store.write_new_observations`. Created observations are announced
+on the app bus (``observations/api``), as the ingest pipeline announces its own.
 """
 
 from __future__ import annotations
@@ -28,10 +35,13 @@ import json
 import math
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from numpy.typing import NDArray
@@ -57,6 +67,8 @@ from citytwin.api.sta import (
     render_observations,
     service_base,
 )
+from citytwin.api.sta_batch import ObservationBatcher, Outcome
+from citytwin.bus.base import Bus, observations_topic
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
 from citytwin.model.geojson import Geometry
@@ -75,11 +87,14 @@ from citytwin.model.sensing import (
     UnitOfMeasurement,
     UTCDateTime,
 )
-from citytwin.store.base import ObservationFrame, Store, to_micros
+from citytwin.store.base import ObservationFrame, Store, first_of_identity, to_micros
 
 E = TypeVar("E", bound=Entity)
 KEY_PREFIX = "api:"
+FIRST_MICROS = to_micros(datetime.min.replace(tzinfo=UTC))
 LAST_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))
+# what pydantic and Arrow read alike; anything else takes the per-row path
+ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
 DATA_ARRAY_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime"})
 
 
@@ -113,8 +128,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # -- authorisation ------------------------------------------------------------------------------
-def authorise(request: Request) -> None:
-    """Let the request write only with a bearer token from ``settings.api_tokens``."""
+async def authorise(request: Request) -> None:
+    """Let the request write only with a bearer token from ``settings.api_tokens``.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread
+    pool, a round trip that costs more than the check itself.
+    """
     settings: Settings = request.app.state.settings
     tokens = [t for t in settings.api_tokens if t]
     if not tokens:
@@ -454,18 +473,10 @@ class Creation:
 
 def new_rows(store: Store, datastream_id: int, times: NDArray[np.int64]) -> NDArray[np.bool_]:
     """Which rows may be written: first of their time in the batch and not stored already."""
-    ok = np.zeros(len(times), dtype=bool)
-    if not len(times):
-        return ok
-    _, first = np.unique(times, return_index=True)
-    ok[first] = True
-    start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(times.min()))
-    last = int(times.max())  # at datetime.max there is no exclusive end after it: no bound
-    end = (
-        None if last >= LAST_MICROS else start + timedelta(microseconds=last - int(times.min()) + 1)
+    frame = ObservationFrame.from_arrays(
+        np.full(len(times), datastream_id, np.int64), times, np.zeros(len(times))
     )
-    stored = store.observations(datastream_ids=[datastream_id], start=start, end=end)
-    return ok & ~np.isin(times, stored.phenomenon_time)
+    return first_of_identity(frame) & ~store.existing(frame)
 
 
 # -- routes -------------------------------------------------------------------------------------
@@ -479,6 +490,25 @@ Access = Annotated[StoreAccess, Depends(_access)]
 
 def _created(body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, status_code=201, headers={"Location": body["@iot.selfLink"]})
+
+
+def _publish(request: Request, frame: ObservationFrame) -> None:
+    """Announce observations created over HTTP on the app bus (WebSocket clients, MQTT)."""
+    bus: Bus | None = getattr(request.app.state, "bus", None)
+    if bus is not None and len(frame):
+        bus.publish(observations_topic("api"), frame)
+
+
+def _batcher(request: Request) -> ObservationBatcher:
+    """The app's group-commit writer for single Observations, made on first use."""
+    state = request.app.state
+    batcher: ObservationBatcher | None = getattr(state, "observation_batcher", None)
+    if batcher is None:
+        bus: Bus | None = getattr(state, "bus", None)
+        published = None if bus is None else partial(bus.publish, observations_topic("api"))
+        batcher = ObservationBatcher(state.store_access, published=published)
+        state.observation_batcher = batcher
+    return batcher
 
 
 _BUILDERS: dict[str, tuple[type[BaseModel], Callable[[Creation, Any], Entity]]] = {
@@ -500,6 +530,7 @@ def _add_create_route(router: APIRouter, entity_set: str) -> None:
             creation = Creation(access.store())
             entity = build(creation, parsed)
             creation.commit()
+        _publish(request, ObservationFrame.concat(creation.frames))
         return _created(render_entity(entity, service_base(request)))
 
     router.add_api_route(
@@ -509,45 +540,41 @@ def _add_create_route(router: APIRouter, entity_set: str) -> None:
     )  # fmt: skip
 
 
-def _write_one(request: Request, access: Access, obs: ObservationIn, datastream_id: int) -> Any:
+async def _write_one(request: Request, obs: ObservationIn, datastream_id: int) -> JSONResponse:
     if not 0 <= datastream_id < 2**63:  # the stores keep ids as BIGINT: this names nothing
         raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
     t = to_micros(obs.phenomenon_time)
+    outcome = await _batcher(request).create(datastream_id, t, obs.result)
+    if outcome is Outcome.NO_DATASTREAM:
+        raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
+    if outcome is Outcome.DUPLICATE:
+        raise WriteError(
+            409,
+            f"Datastreams({datastream_id}) has an Observation at "
+            f"{obs.phenomenon_time.isoformat()} already (one per phenomenonTime)",
+            parameter="phenomenonTime",
+        )
     frame = ObservationFrame.from_arrays([datastream_id], [t], [obs.result])
-    with access.lock:
-        store = access.store()
-        if not store.entities(Datastream, [datastream_id]):
-            raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
-        if not new_rows(store, datastream_id, frame.phenomenon_time).all():
-            raise WriteError(
-                409,
-                f"Datastreams({datastream_id}) has an Observation at "
-                f"{obs.phenomenon_time.isoformat()} already (one per phenomenonTime)",
-                parameter="phenomenonTime",
-            )
-        store.write_observations(frame)
     body = render_observations(frame, service_base(request))[0]
     if obs.result_time is not None:
         body["resultTime"] = obs.result_time.isoformat()
     return _created(body)
 
 
-def create_observation(request: Request, access: Access, body: Body) -> JSONResponse:
+async def create_observation(request: Request, body: Body) -> JSONResponse:
+    """Written with the requests arriving meanwhile (:mod:`citytwin.api.sta_batch`)."""
     obs: ObservationIn = parse(ObservationIn, body)
     if obs.datastream is None:
         raise InvalidParameterError("Datastream", "an Observation needs a Datastream link")
-    response: JSONResponse = _write_one(request, access, obs, obs.datastream.id)
-    return response
+    return await _write_one(request, obs, obs.datastream.id)
 
 
-def create_datastream_observation(
-    request: Request, access: Access, body: Body, id: int
-) -> JSONResponse:
+async def create_datastream_observation(request: Request, body: Body, id: int) -> JSONResponse:
+    """Written with the requests arriving meanwhile (:mod:`citytwin.api.sta_batch`)."""
     obs: ObservationIn = parse(ObservationIn, body)
     if obs.datastream is not None and obs.datastream.id != id:
         raise InvalidParameterError("Datastream", f"differs from the path's Datastreams({id})")
-    response: JSONResponse = _write_one(request, access, obs, id)
-    return response
+    return await _write_one(request, obs, id)
 
 
 def _data_array_rows(block: DataArrayIn, index: int) -> tuple[list[int | None], list[float]]:
@@ -570,7 +597,8 @@ def _data_array_rows(block: DataArrayIn, index: int) -> tuple[list[int | None], 
                 rt_adapter.validate_python(row[at_rt])
             if not math.isfinite(r):
                 raise ValueError("result is not finite")
-        except (ValueError, PydanticValidationError):
+        # OverflowError: a time that is before year 1 or after 9999 in UTC
+        except (ValueError, OverflowError, PydanticValidationError):
             times.append(None)
             results.append(math.nan)
             continue
@@ -579,31 +607,95 @@ def _data_array_rows(block: DataArrayIn, index: int) -> tuple[list[int | None], 
     return times, results
 
 
+def _parse_times(values: Sequence[Any], *, nullable: bool = False) -> NDArray[np.int64] | None:
+    """A column of ISO 8601 instants as µs, parsed at once; None unless every value is plainly
+    valid (then the per-row path names the bad rows)."""
+    try:
+        column = pa.array(values, pa.string())
+        if column.null_count and not nullable:
+            return None
+        plain = pc.all(pc.match_substring_regex(column, ISO_INSTANT), min_count=0).as_py()
+        if not plain or pc.any(pc.starts_with(column, "0000")).as_py():  # Arrow takes year 0
+            return None
+        parsed = column.cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).fill_null(0)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    micros = np.asarray(parsed.to_numpy(), dtype=np.int64)
+    # a Python datetime (pydantic's) ends at years 1 and 9999 in UTC, Arrow's does not
+    if len(micros) and (micros.min() < FIRST_MICROS or micros.max() > LAST_MICROS):
+        return None
+    return micros
+
+
+def _parse_block(block: DataArrayIn) -> tuple[NDArray[np.int64], NDArray[np.float64]] | None:
+    """Phenomenon times (µs) and results of a block whose rows are all valid, column by column
+    (~20× faster than row by row); None when any row is not (or holds an interval)."""
+    names = block.components
+    if any(len(row) != len(names) for row in block.data_array):
+        return None
+    transposed = list(zip(*block.data_array, strict=True)) or [()] * len(names)
+    columns = dict(zip(names, transposed, strict=True))
+    times = _parse_times(columns["phenomenonTime"])
+    results = columns["result"]
+    if times is None or not all(type(r) is float or type(r) is int for r in results):
+        return None  # Result is strict: a bool or a numeric string is refused
+    if "resultTime" in columns and _parse_times(columns["resultTime"], nullable=True) is None:
+        return None
+    try:
+        values = np.asarray(results, dtype=np.float64)
+    except OverflowError:
+        return None
+    return (times, values) if np.isfinite(values).all() else None
+
+
+def _block_rows(
+    block: DataArrayIn,
+) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.bool_]]:
+    """Times (µs), results and validity of each row of one dataArray block."""
+    fast = _parse_block(block)
+    if fast is not None:
+        times, results = fast
+        return times, results, np.ones(len(times), dtype=bool)
+    raw_times, raw_results = _data_array_rows(block, 0)
+    valid = np.asarray([t is not None for t in raw_times], dtype=bool)
+    times = np.asarray([t or 0 for t in raw_times], dtype=np.int64)
+    return times, np.asarray(raw_results, dtype=np.float64), valid
+
+
+def _joined(parts: list[NDArray[Any]]) -> NDArray[Any]:
+    return np.concatenate(parts) if parts else np.empty(0)
+
+
 def create_observations(request: Request, access: Access, body: Body) -> JSONResponse:
-    """OGC 18-088 section 14.3: rows of a dataArray, one ObservationFrame per datastream."""
+    """OGC 18-088 section 14.3: rows of dataArrays, written as one ObservationFrame.
+
+    A row is ``"error"`` when it is invalid, when its identity (datastream, phenomenon time) is
+    stored already, or when an earlier row of the request has the same identity.
+    """
     blocks: list[DataArrayIn] = parse(list[DataArrayIn], body)
-    base = service_base(request)
-    links: list[str] = []
+    rows = [_block_rows(block) for block in blocks]
+    sizes = [len(t) for t, _, _ in rows]
+    frame = ObservationFrame.from_arrays(
+        np.repeat(np.asarray([b.datastream.id for b in blocks], np.int64), sizes),
+        _joined([t for t, _, _ in rows]),
+        _joined([r for _, r, _ in rows]),
+    )
+    valid = _joined([v for _, _, v in rows]).astype(bool)
     with access.lock:
         store = access.store()
+        wanted = sorted({block.datastream.id for block in blocks})
+        known = {d.id for d in store.entities(Datastream, wanted)}
         for i, block in enumerate(blocks):
-            ds = block.datastream.id
-            if not store.entities(Datastream, [ds]):
+            if block.datastream.id not in known:
+                ds = block.datastream.id
                 raise InvalidParameterError(f"[{i}].Datastream", f"no Datastreams({ds})")
-        for i, block in enumerate(blocks):
-            ds = block.datastream.id
-            raw_times, raw_results = _data_array_rows(block, i)
-            valid = np.asarray([t is not None for t in raw_times], dtype=bool)
-            times = np.asarray([t or 0 for t in raw_times], dtype=np.int64)
-            ok = np.zeros(len(times), dtype=bool)
-            ok[valid] = new_rows(store, ds, times[valid])
-            frame = ObservationFrame.from_arrays(
-                np.full(int(ok.sum()), ds, np.int64), times[ok], np.asarray(raw_results)[ok]
-            )
-            if len(frame):
-                store.write_observations(frame)
-            ids = iter(observation_ids(frame).tolist())
-            links.extend(f"{base}/Observations({next(ids)})" if good else "error" for good in ok)
+        ok = valid.copy()
+        ok[ok] = store.write_new_observations(frame.take(ok))
+        written = frame.take(ok)
+    _publish(request, written)
+    base = service_base(request)
+    ids = iter(observation_ids(written).tolist())
+    links = [f"{base}/Observations({next(ids)})" if good else "error" for good in ok.tolist()]
     return JSONResponse(links, status_code=201)
 
 

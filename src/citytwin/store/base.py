@@ -24,7 +24,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal, Self, TypeVar
 
 import numpy as np
@@ -32,18 +32,23 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from citytwin.model.quality import flag_names
-from citytwin.model.sensing import Entity, Observation
+from citytwin.model.sensing import Datastream, Entity, Observation
 
 E = TypeVar("E", bound=Entity)
 Bucket = Literal["hour", "day"]
 BUCKET_MICROS: dict[str, int] = {"hour": 3_600_000_000, "day": 86_400_000_000}
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def to_micros(value: datetime) -> int:
     """Aware datetime → int64 µs since epoch (UTC)."""
     if value.tzinfo is None:
         raise ValueError(f"{value!r} is naive; citytwin needs timezone-aware times")
-    return int((value - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000)
+    # integer arithmetic: total_seconds() * 1e6 is a float and misses by 1 µs for ~1 % of times
+    return (value - _EPOCH) // _MICROSECOND
 
 
 def from_micros(value: int) -> datetime:
@@ -151,6 +156,22 @@ class ObservationFrame:
                 self.datastream_id, self.phenomenon_time, self.result, self.quality, strict=True
             )
         ]
+
+
+def first_of_identity(frame: ObservationFrame) -> NDArray[np.bool_]:
+    """True for the first row of each identity (datastream, phenomenon time), in row order.
+
+    >>> f = ObservationFrame.from_arrays([1, 2, 1, 1], [5, 5, 5, 6], [0.0] * 4)
+    >>> first_of_identity(f).tolist()
+    [True, True, False, True]
+    """
+    first = np.zeros(len(frame), dtype=bool)
+    if not len(frame):
+        return first
+    order = np.lexsort((frame.phenomenon_time, frame.datastream_id))  # stable: ties keep order
+    ds, t = frame.datastream_id[order], frame.phenomenon_time[order]
+    first[order] = np.r_[True, (ds[1:] != ds[:-1]) | (t[1:] != t[:-1])]
+    return first
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +314,39 @@ class Store(ABC):
         one of the two is required, so that no call removes everything by accident.
         An update is a delete followed by :meth:`write_observations`.
         """
+
+    def existing(self, frame: ObservationFrame) -> NDArray[np.bool_]:
+        """Which rows of ``frame`` name an identity (datastream, phenomenon time) already stored.
+
+        What :meth:`write_observations` would skip, asked beforehand (an API answers 409 for
+        those). This default asks :meth:`observations` once per datastream; backends override it
+        with one query.
+        """
+        stored = np.zeros(len(frame), dtype=bool)
+        for datastream in np.unique(frame.datastream_id).tolist():
+            rows = frame.datastream_id == datastream
+            times = frame.phenomenon_time[rows]
+            start = _EPOCH + timedelta(microseconds=int(times.min()))
+            found = self.observations(datastream_ids=[datastream], start=start)
+            stored[rows] = np.isin(times, found.phenomenon_time)
+        return stored
+
+    def write_new_observations(self, frame: ObservationFrame) -> NDArray[np.bool_]:
+        """Store the rows of ``frame`` whose Datastream is registered and whose identity is new
+        (stored neither before nor by an earlier row of ``frame``); return which rows were.
+
+        What an API's create needs: a row that is not stored is refused, and the caller asks
+        :meth:`entities` why (no such Datastream, or a duplicate) only when some were.
+        This default asks :meth:`entities` and :meth:`existing`, then writes; backends may do
+        it in one statement.
+        """
+        asked = np.unique(frame.datastream_id).tolist()
+        known = np.asarray([d.id for d in self.entities(Datastream, asked)], dtype=np.int64)
+        new = np.isin(frame.datastream_id, known) & first_of_identity(frame)
+        new[new] = ~self.existing(frame.take(new))
+        if new.any():
+            self.write_observations(frame.take(new))
+        return new
 
     @abstractmethod
     def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:

@@ -10,6 +10,13 @@ Identity without an index: a PRIMARY KEY (ART index) on observations makes bulk 
 so duplicates are removed with an anti-join restricted to the batch's datastreams and time span,
 which DuckDB answers from zone maps when the span is new (the common case).
 
+A few ids (one Datastream of an API request) are written into the SQL as literals, not matched
+against a registered id table: a constant filter is pushed into the scan, so the primary-key
+index answers for entities (``id IN (…)``) and zone maps prune the observations (one
+``datastream_id = <n>`` query per id, as rows are grouped by datastream): 0.4–0.8 ms instead of
+2.5 ms for entities, and no full scan for ``observations`` and ``latest``. Writes and
+:meth:`DuckDBStore.existing` likewise name a few datastreams and their time span in the SQL.
+
 The spatial extension is loaded from the ``duckdb-extension-spatial`` wheel by path: ``INSTALL
 spatial`` would try to download it, which fails offline.
 """
@@ -28,6 +35,7 @@ from urllib.parse import urlparse
 import duckdb
 import numpy as np
 import pyarrow as pa
+from numpy.typing import NDArray
 
 from citytwin.errors import ConfigurationError, IdentityConflictError, StoreError
 from citytwin.model.sensing import (
@@ -54,12 +62,16 @@ from citytwin.store.base import (
     check_group_key,
     check_layer_name,
     check_observation_selection,
+    first_of_identity,
     from_micros,
     to_micros,
 )
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
+FEW_IDS = 8  # up to this many ids go into the SQL as literals (see the module docstring)
+FEW_DATASTREAMS = 64  # up to this many, a write or a lookup names its datastreams in its SQL
+FEW_ROWS = 256  # up to this many rows, a write is one INSERT … VALUES statement
 
 
 def spatial_extension_path() -> Path:
@@ -164,6 +176,59 @@ def _dedupe(frame: ObservationFrame) -> ObservationFrame:
     return frame.take(np.r_[True, ~repeat]) if repeat.any() else frame
 
 
+def _few(ids: Sequence[int]) -> list[int]:
+    """The distinct ids, ascending, when there are at most :data:`FEW_IDS`; else none.
+
+    They become SQL literals: ``int`` makes that safe (no text reaches the query).
+    """
+    distinct = sorted({int(i) for i in ids})
+    return distinct if len(distinct) <= FEW_IDS else []
+
+
+def _scope(frame: ObservationFrame) -> str:
+    """SQL condition on observations that holds for every identity of ``frame``: its time span
+    and, for a few datastreams, their ids (rows are grouped by datastream, so zone maps prune
+    on both; a time span alone spans every row group of a table written datastream by
+    datastream)."""
+    lo, hi = int(frame.phenomenon_time.min()), int(frame.phenomenon_time.max())
+    span = f"phenomenon_time BETWEEN make_timestamp({lo}) AND make_timestamp({hi})"
+    ids = np.unique(frame.datastream_id)
+    if len(ids) > FEW_DATASTREAMS:
+        return span
+    return f"datastream_id IN ({', '.join(str(int(i)) for i in ids)}) AND {span}"
+
+
+def _int_columns(result: duckdb.DuckDBPyConnection) -> dict[str, NDArray[np.int64]]:
+    """The integer columns of a query's result, by name."""
+    return {name: np.asarray(v, dtype=np.int64) for name, v in result.fetchnumpy().items()}
+
+
+def _matches(
+    frame: ObservationFrame, datastream_ids: NDArray[Any], times: NDArray[Any]
+) -> NDArray[np.bool_]:
+    """Which rows of ``frame`` have their identity among the pairs (datastream_ids, times)."""
+    found = np.zeros(len(frame), dtype=bool)
+    for datastream in np.unique(datastream_ids).tolist():
+        rows = frame.datastream_id == datastream
+        found[rows] = np.isin(frame.phenomenon_time[rows], times[datastream_ids == datastream])
+    return found
+
+
+def _values(frame: ObservationFrame) -> str:
+    """``VALUES`` rows of a small frame; results pass as text (``repr`` round-trips a float
+    exactly, a decimal literal is not parsed exactly as a DOUBLE)."""
+    return "VALUES " + ", ".join(
+        f"({d}::BIGINT, make_timestamp({t}), '{r!r}'::DOUBLE, {q}::INTEGER)"
+        for d, t, r, q in zip(
+            frame.datastream_id.tolist(),
+            frame.phenomenon_time.tolist(),
+            frame.result.tolist(),
+            frame.quality.tolist(),
+            strict=True,
+        )
+    )
+
+
 class DuckDBStore(Store):
     """``duckdb:///path/city.duckdb`` (a file) or ``duckdb://`` (in memory)."""
 
@@ -240,12 +305,15 @@ class DuckDBStore(Store):
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
         table = _TABLES[kind].name
         if ids is None:
-            rows = self._con.execute(f"SELECT doc FROM {table} ORDER BY id").fetchall()
+            sql = f"SELECT doc FROM {table} ORDER BY id"
+        elif len(few := _few(ids)) == 1:
+            sql = f"SELECT doc FROM {table} WHERE id = {few[0]}"
+        elif few:
+            sql = f"SELECT doc FROM {table} WHERE id IN ({', '.join(map(str, few))}) ORDER BY id"
         else:
             self._register_ids(ids)
-            rows = self._con.execute(
-                f"SELECT doc FROM {table} WHERE id IN (SELECT id FROM id_filter) ORDER BY id"
-            ).fetchall()
+            sql = f"SELECT doc FROM {table} WHERE id IN (SELECT id FROM id_filter) ORDER BY id"
+        rows = self._con.execute(sql).fetchall()
         return [kind.model_validate_json(doc) for (doc,) in rows]
 
     def delete(self, kind: type[Entity], ids: Sequence[int]) -> int:
@@ -264,22 +332,26 @@ class DuckDBStore(Store):
         if not len(frame):
             return WriteResult(0, 0)
         unique = frame if _grouped_and_unique(frame) else _dedupe(frame.sorted())
+        scope = _scope(unique)
+        if len(unique) <= FEW_ROWS:  # one statement (atomic), no Arrow scan to set up
+            count = self._count(
+                f"INSERT INTO observations SELECT s.* FROM ({_values(unique)}) "
+                f"s(datastream_id, phenomenon_time, result, quality) ANTI JOIN ("
+                f"  SELECT datastream_id, phenomenon_time FROM observations WHERE {scope}) o"
+                "  USING (datastream_id, phenomenon_time)"
+            )
+            return WriteResult(count, len(frame) - count)
         self._con.register("staged", unique.to_arrow())
-        lo, hi = int(unique.phenomenon_time.min()), int(unique.phenomenon_time.max())
-        bounds = [np.datetime64(lo, "us").item(), np.datetime64(hi, "us").item()]
         self._con.execute("BEGIN")
         try:
             overlap = self._con.execute(
-                "SELECT count(*) > 0 FROM observations WHERE phenomenon_time BETWEEN ? AND ?",
-                bounds,
+                f"SELECT count(*) > 0 FROM observations WHERE {scope}"
             ).fetchone()
             if overlap and overlap[0]:
                 self._con.execute(
                     "INSERT INTO observations SELECT s.* FROM staged s ANTI JOIN ("
-                    "  SELECT datastream_id, phenomenon_time FROM observations"
-                    "  WHERE phenomenon_time BETWEEN ? AND ?) o"
-                    "  USING (datastream_id, phenomenon_time)",
-                    bounds,
+                    f"  SELECT datastream_id, phenomenon_time FROM observations WHERE {scope}) o"
+                    "  USING (datastream_id, phenomenon_time)"
                 )
             else:
                 self._con.execute("INSERT INTO observations SELECT * FROM staged")
@@ -292,6 +364,94 @@ class DuckDBStore(Store):
             self._con.unregister("staged")
         count = int(inserted[0]) if inserted else 0
         return WriteResult(count, len(frame) - count)
+
+    def write_new_observations(self, frame: ObservationFrame) -> NDArray[np.bool_]:
+        """Few rows (an API's single creates): one query for the datastreams and the stored
+        identities, one INSERT of the new rows. Many rows (a dataArray): one INSERT … SEMI JOIN
+        datastreams ANTI JOIN (stored identities) RETURNING the identities written.
+
+        As few statements as that: each hands the GIL back and forth, which costs up to a switch
+        interval (5 ms) each time when another thread (an event loop) is busy. No other writer
+        can come in between the two: a connection is used by one thread at a time (see
+        :class:`~citytwin.store.base.Store`) and a DuckDB file by one process.
+        """
+        first = first_of_identity(frame)
+        if not first.any():
+            return first
+        ids = np.unique(frame.datastream_id)
+        if first.sum() > FEW_ROWS or len(ids) > FEW_DATASTREAMS:
+            return self._write_new_joined(frame, first)
+        found = _int_columns(
+            self._con.execute(
+                f"SELECT 0 AS kind, id AS datastream_id, 0 AS phenomenon_time FROM datastreams "
+                f"WHERE id IN ({', '.join(str(int(i)) for i in ids)}) UNION ALL "
+                "SELECT 1, datastream_id, epoch_us(phenomenon_time) FROM observations "
+                f"WHERE {_scope(frame)}"
+            )
+        )
+        stored = found["kind"] == 1
+        known = found["datastream_id"][~stored]
+        new = first & np.isin(frame.datastream_id, known)
+        new[new] = ~_matches(
+            frame.take(new), found["datastream_id"][stored], found["phenomenon_time"][stored]
+        )
+        if new.any():
+            self._con.execute(f"INSERT INTO observations {_values(frame.take(new).sorted())}")
+        return new
+
+    def _write_new_joined(
+        self, frame: ObservationFrame, first: NDArray[np.bool_]
+    ) -> NDArray[np.bool_]:
+        """:meth:`write_new_observations` of many rows: one statement, the rows from Arrow."""
+        rows = frame.take(first).sorted()
+        scope = _scope(rows)
+        self._con.register("staged", rows.to_arrow())
+        try:
+            inserted = _int_columns(
+                self._con.execute(
+                    "INSERT INTO observations SELECT s.* FROM staged s "
+                    "SEMI JOIN datastreams d ON d.id = s.datastream_id ANTI JOIN ("
+                    f"  SELECT datastream_id, phenomenon_time FROM observations WHERE {scope}"
+                    ") o USING (datastream_id, phenomenon_time) "
+                    "RETURNING datastream_id, epoch_us(phenomenon_time) AS phenomenon_time"
+                )
+            )
+        finally:
+            self._con.unregister("staged")
+        written = first.copy()
+        written[first] = _matches(
+            frame.take(first), inserted["datastream_id"], inserted["phenomenon_time"]
+        )
+        return written
+
+    def existing(self, frame: ObservationFrame) -> NDArray[np.bool_]:
+        if not len(frame):
+            return np.zeros(0, dtype=bool)
+        if len(np.unique(frame.datastream_id)) > FEW_DATASTREAMS:
+            return self._existing_joined(frame)
+        stored = _int_columns(
+            self._con.execute(
+                "SELECT datastream_id, epoch_us(phenomenon_time) AS phenomenon_time "
+                f"FROM observations WHERE {_scope(frame)}"
+            )
+        )
+        return _matches(frame, stored["datastream_id"], stored["phenomenon_time"])
+
+    def _existing_joined(self, frame: ObservationFrame) -> NDArray[np.bool_]:
+        """:meth:`existing` for many datastreams: a semi-join returns only the rows found."""
+        asked = frame.to_arrow().append_column("row", pa.array(np.arange(len(frame))))
+        self._con.register("asked", asked)
+        try:
+            rows = self._con.execute(
+                "SELECT a.row FROM asked a SEMI JOIN ("
+                f"  SELECT datastream_id, phenomenon_time FROM observations WHERE {_scope(frame)}"
+                ") o USING (datastream_id, phenomenon_time)"
+            ).fetchnumpy()["row"]
+        finally:
+            self._con.unregister("asked")
+        found = np.zeros(len(frame), dtype=bool)
+        found[np.asarray(rows, dtype=np.intp)] = True
+        return found
 
     def delete_observations(
         self,
@@ -330,14 +490,21 @@ class DuckDBStore(Store):
         """
         self._con.register("id_filter", pa.table({"id": pa.array(ids, pa.int64())}))
 
-    def _where(
-        self, datastream_ids: Sequence[int] | None, start: datetime | None, end: datetime | None
-    ) -> tuple[str, list[Any]]:
+    def _select_for_ids(self, select: str, ids: Sequence[int] | None) -> tuple[str, int]:
+        """``select`` (holding ``{ids}`` in its WHERE) for the given datastream ids, and how many
+        times its parameters repeat: a UNION ALL of one query per id for a few ids."""
+        if ids is None:
+            return select.format(ids="TRUE"), 1
+        few = _few(ids)
+        if not few:
+            self._register_ids(ids)
+            return select.format(ids="datastream_id IN (SELECT id FROM id_filter)"), 1
+        members = [select.format(ids=f"datastream_id = {i}") for i in few]
+        return " UNION ALL ".join(f"({m})" for m in members), len(members)
+
+    def _time_clauses(self, start: datetime | None, end: datetime | None) -> tuple[str, list[Any]]:
         clauses: list[str] = ["TRUE"]
         params: list[Any] = []
-        if datastream_ids is not None:
-            self._register_ids(datastream_ids)
-            clauses.append("datastream_id IN (SELECT id FROM id_filter)")
         if start is not None:
             clauses.append("phenomenon_time >= make_timestamp(?)")
             params.append(to_micros(start))
@@ -353,22 +520,23 @@ class DuckDBStore(Store):
         start: datetime | None = None,
         end: datetime | None = None,
     ) -> ObservationFrame:
-        where, params = self._where(datastream_ids, start, end)
+        times, params = self._time_clauses(start, end)
+        select = f"SELECT * FROM observations WHERE {{ids}} AND {times}"
+        sql, copies = self._select_for_ids(select, datastream_ids)
         table = self._con.execute(
-            f"SELECT * FROM observations WHERE {where} ORDER BY datastream_id, phenomenon_time",
-            params,
+            f"SELECT * FROM ({sql}) ORDER BY datastream_id, phenomenon_time", params * copies
         ).to_arrow_table()
         return ObservationFrame.from_arrow(table)
 
     def latest(self, datastream_ids: Sequence[int] | None = None) -> ObservationFrame:
-        where, params = self._where(datastream_ids, None, None)
-        table = self._con.execute(
+        select = (
             "SELECT datastream_id, max(phenomenon_time) AS phenomenon_time,"
             " arg_max(result, phenomenon_time) AS result,"
             " arg_max(quality, phenomenon_time) AS quality"
-            f" FROM observations WHERE {where} GROUP BY datastream_id ORDER BY datastream_id",
-            params,
-        ).to_arrow_table()
+            " FROM observations WHERE {ids} GROUP BY datastream_id"
+        )
+        sql, _ = self._select_for_ids(select, datastream_ids)
+        table = self._con.execute(f"SELECT * FROM ({sql}) ORDER BY datastream_id").to_arrow_table()
         return ObservationFrame.from_arrow(table)
 
     def aggregate(
@@ -382,7 +550,7 @@ class DuckDBStore(Store):
         exclude_flags: int = 0,
     ) -> pa.Table:
         thing_property = check_group_key(by)
-        where, params = self._where(None, start, end)
+        where, params = self._time_clauses(start, end)
         group_sql = {
             "datastream": "CAST(o.datastream_id AS VARCHAR)",
             "observed_property": "d.observed_property",

@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Self, cast
 
 import numpy as np
 import pyarrow as pa
+from numpy.typing import NDArray
 
 from citytwin.errors import IdentityConflictError
 from citytwin.model.sensing import Datastream, Entity, ObservedProperty, Thing
@@ -84,6 +85,10 @@ class MemoryStore(Store):
             self._frames.append(frame.take(keep))
         inserted = int(keep.sum())
         return WriteResult(inserted, len(frame) - inserted)
+
+    def existing(self, frame: ObservationFrame) -> NDArray[np.bool_]:
+        pairs = zip(frame.datastream_id.tolist(), frame.phenomenon_time.tolist(), strict=True)
+        return np.fromiter((pair in self._keys for pair in pairs), bool, len(frame))
 
     def _all(self) -> ObservationFrame:
         if len(self._frames) > 1:
