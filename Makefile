@@ -47,6 +47,7 @@ test: lint typecheck pytest  ## lint (ruff), types (mypy --strict), the whole py
 bench: install  ## benchmarks: each prints its figure, a same-run baseline and the ratio
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/tiles.py
+	$(BIN)/python bench/api.py
 	$(BIN)/python bench/mqtt.py
 
 clean:
