@@ -338,6 +338,8 @@ def test_created_observations_reach_websocket_subscribers(client: TestClient) ->
         _post(client, "/v1.1/Things", thing)
         got = [socket.receive_json() for _ in range(4)]
     assert [(m["datastream"], m["result"]) for m in got[:3]] == [(ds, 1.5), (ds, 2.0), (ds, 3.0)]
+    # an API client's own ObservedProperty is known to the stream by its name
+    assert {m["observedProperty"] for m in got[:3]} == {"air_temperature"}
     assert [datetime.fromisoformat(m["phenomenonTime"]) for m in got[:3]] == [
         datetime.fromisoformat(t) for t in times
     ]

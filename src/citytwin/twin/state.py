@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from citytwin.model.quality import Flag, flag_names
-from citytwin.model.sensing import Datastream, Location, Thing
+from citytwin.model.sensing import Datastream, Location, ObservedProperty, Thing
 from citytwin.store.base import Bucket, Store
 
 SUSPECT = int(Flag.RANGE | Flag.SPIKE | Flag.STUCK | Flag.DRIFT | Flag.FUTURE)
@@ -38,6 +38,9 @@ class Twin:
         """One row per datastream: ids, thing key and name, property, unit, position, bindings."""
         things = {t.id: t for t in self.store.entities(Thing)}
         places = {loc.thing_id: loc.location.coordinates for loc in self.store.entities(Location)}
+        # feeds record the vocabulary key on the datastream; API clients link an ObservedProperty
+        # of their own, known here by its name
+        named = {p.id: p.name for p in self.store.entities(ObservedProperty)}
         rows = []
         for ds in self.store.entities(Datastream):
             thing = things.get(ds.thing_id)
@@ -49,7 +52,8 @@ class Twin:
                     "thing_id": ds.thing_id,
                     "thing": thing.key if thing else None,
                     "name": thing.name if thing else None,
-                    "observed_property": ds.properties.get("observedProperty"),
+                    "observed_property": ds.properties.get("observedProperty")
+                    or named.get(ds.observed_property_id),
                     "unit": ds.unit_of_measurement.symbol,
                     "lon": lon,
                     "lat": lat,
