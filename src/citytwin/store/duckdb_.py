@@ -185,6 +185,11 @@ def _few(ids: Sequence[int]) -> list[int]:
     return distinct if len(distinct) <= FEW_IDS else []
 
 
+# Breaking the house rule "SQL is parameterised", knowingly: _scope and _values render numbers
+# into SQL text. Only int64/float64 values of an ObservationFrame's typed numpy columns are
+# rendered (int() / repr(float) of them cannot carry SQL), never text that came from a request;
+# id lists cannot be list parameters (see _register_ids) and a VALUES list of bound parameters
+# costs more than the insert for the API's small group-commit writes.
 def _scope(frame: ObservationFrame) -> str:
     """SQL condition on observations that holds for every identity of ``frame``: its time span
     and, for a few datastreams, their ids (rows are grouped by datastream, so zone maps prune
