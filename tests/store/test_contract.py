@@ -295,6 +295,28 @@ def test_existing_and_write_new_observations(store: Store) -> None:
     assert store.existing(ObservationFrame.empty()).tolist() == []
 
 
+def test_single_creates_in_any_order_keep_identity(store: Store) -> None:
+    """One row at a time, as the API writes them: later, earlier, repeated, after a bulk write,
+    after a delete, for a deleted datastream — each answered as if the table were asked."""
+    pm, _ = _register_city(store)
+    t = _hours(6)
+
+    def one(time: int, result: float, datastream: int = pm[0]) -> bool:
+        frame = ObservationFrame.from_arrays([datastream], [time], [result])
+        return bool(store.write_new_observations(frame)[0])
+
+    assert [one(t[2], 1.0), one(t[3], 2.0), one(t[3], 9.0)] == [True, True, False]
+    assert [one(t[1], 3.0), one(t[1], 9.0), one(t[2], 9.0)] == [True, False, False]
+    store.write_observations(ObservationFrame.from_arrays([pm[0]], [t[5]], [4.0]))
+    assert [one(t[5], 9.0), one(t[4], 5.0)] == [False, True]
+    gone = ObservationFrame.from_arrays([pm[0]], [t[5]], [0.0])
+    assert store.delete_observations(identities=gone) == 1
+    assert [one(t[5], 6.0), one(t[5], 9.0)] == [True, False]
+    assert store.observations(datastream_ids=[pm[0]]).result.tolist() == [3.0, 1.0, 2.0, 5.0, 6.0]
+    store.delete(Datastream, [pm[0]])
+    assert one(t[0], 7.0) is False  # its datastream is gone
+
+
 def test_many_rows_and_datastreams_take_the_same_paths(store: Store) -> None:
     pm, _ = _register_city(store)
     store.write_observations(ObservationFrame.from_arrays([pm[1]] * 3, _hours(3), [0.0] * 3))

@@ -257,6 +257,13 @@ class DuckDBStore(Store):
         self._con.execute(
             "INSERT OR IGNORE INTO citytwin_meta VALUES ('schema_version', ?)", [SCHEMA_VERSION]
         )
+        # datastream id → an upper bound of the phenomenon times stored for it, for datastreams
+        # known to exist: a row later than the bound is new without asking the table (the API's
+        # single creates, which arrive in time order). Filled by write_new_observations, raised
+        # by every write of this store object, dropped when a datastream is deleted. A DuckDB
+        # file has one writing process; a second store object on the same file in the same
+        # process would not be seen (citytwin opens one per process).
+        self._horizon: dict[int, int] = {}
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -322,6 +329,9 @@ class DuckDBStore(Store):
         return [kind.model_validate_json(doc) for (doc,) in rows]
 
     def delete(self, kind: type[Entity], ids: Sequence[int]) -> int:
+        if kind is Datastream:
+            for gone in ids:
+                self._horizon.pop(int(gone), None)
         self._register_ids(ids)
         return self._count(
             f"DELETE FROM {_TABLES[kind].name} WHERE id IN (SELECT id FROM id_filter)"
@@ -337,6 +347,7 @@ class DuckDBStore(Store):
         if not len(frame):
             return WriteResult(0, 0)
         unique = frame if _grouped_and_unique(frame) else _dedupe(frame.sorted())
+        self._raise_horizon(unique)
         scope = _scope(unique)
         if len(unique) <= FEW_ROWS:  # one statement (atomic), no Arrow scan to set up
             count = self._count(
@@ -385,24 +396,67 @@ class DuckDBStore(Store):
             return first
         ids = np.unique(frame.datastream_id)
         if first.sum() > FEW_ROWS or len(ids) > FEW_DATASTREAMS:
-            return self._write_new_joined(frame, first)
+            written = self._write_new_joined(frame, first)
+            self._raise_horizon(frame.take(written))
+            return written
+        if self._beyond_horizon(frame.take(first)):  # known datastreams, later than stored
+            self._con.execute(f"INSERT INTO observations {_values(frame.take(first).sorted())}")
+            self._raise_horizon(frame.take(first))
+            return first
+        id_list = ", ".join(str(int(i)) for i in ids)
         found = _int_columns(
             self._con.execute(
                 f"SELECT 0 AS kind, id AS datastream_id, 0 AS phenomenon_time FROM datastreams "
-                f"WHERE id IN ({', '.join(str(int(i)) for i in ids)}) UNION ALL "
+                f"WHERE id IN ({id_list}) UNION ALL "
                 "SELECT 1, datastream_id, epoch_us(phenomenon_time) FROM observations "
-                f"WHERE {_scope(frame)}"
+                f"WHERE {_scope(frame)} UNION ALL "
+                "SELECT 2, datastream_id, epoch_us(max(phenomenon_time)) FROM observations "
+                f"WHERE datastream_id IN ({id_list}) GROUP BY datastream_id"
             )
         )
-        stored = found["kind"] == 1
-        known = found["datastream_id"][~stored]
+        kind = found["kind"]
+        known = found["datastream_id"][kind == 0]
         new = first & np.isin(frame.datastream_id, known)
         new[new] = ~_matches(
-            frame.take(new), found["datastream_id"][stored], found["phenomenon_time"][stored]
+            frame.take(new), found["datastream_id"][kind == 1], found["phenomenon_time"][kind == 1]
         )
         if new.any():
             self._con.execute(f"INSERT INTO observations {_values(frame.take(new).sorted())}")
+        stored_max = kind == 2
+        latest = dict(
+            zip(
+                found["datastream_id"][stored_max].tolist(),
+                found["phenomenon_time"][stored_max].tolist(),
+                strict=True,
+            )
+        )
+        for datastream in known.tolist():
+            self._horizon[datastream] = int(latest.get(datastream, np.iinfo(np.int64).min))
+        self._raise_horizon(frame.take(new))
         return new
+
+    def _beyond_horizon(self, frame: ObservationFrame) -> bool:
+        """True when every row's datastream is known to exist and its time is later than
+        anything stored for it (so none of them can be stored already)."""
+        horizon = self._horizon
+        return all(
+            datastream in horizon and time > horizon[datastream]
+            for datastream, time in zip(
+                frame.datastream_id.tolist(), frame.phenomenon_time.tolist(), strict=True
+            )
+        )
+
+    def _raise_horizon(self, frame: ObservationFrame) -> None:
+        """Keep the horizon an upper bound after ``frame`` is (or may have been) written."""
+        if not self._horizon or not len(frame):
+            return
+        order = np.argsort(frame.datastream_id, kind="stable")
+        ds = frame.datastream_id[order]
+        starts = np.flatnonzero(np.r_[True, ds[1:] != ds[:-1]])
+        latest = np.maximum.reduceat(frame.phenomenon_time[order], starts)
+        for datastream, time in zip(ds[starts].tolist(), latest.tolist(), strict=True):
+            if datastream in self._horizon:
+                self._horizon[datastream] = max(self._horizon[datastream], time)
 
     def _write_new_joined(
         self, frame: ObservationFrame, first: NDArray[np.bool_]
