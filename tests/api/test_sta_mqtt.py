@@ -341,3 +341,102 @@ def test_the_server_ingests_devices_and_announces_their_readings(
             watcher.close()
             device.close()
     assert not app.state.mqtt_ingest._thread.is_alive()  # stopped with the server
+
+
+AUTH = {"Authorization": "Bearer t"}
+
+
+def make_writable_app(store: Store, url: str) -> FastAPI:
+    settings = Settings(
+        store_url="memory://", mqtt_url=url, public_url="http://testserver", api_tokens=("t",)
+    )
+    return create_app(settings, store=store)
+
+
+def created(client: TestClient, entity_set: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post(f"/v1.1/{entity_set}", json=body, headers=AUTH)
+    assert response.status_code == 201, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+def read(client: TestClient, path: str) -> dict[str, Any]:
+    response = client.get(f"/v1.1/{path}")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+@pytest.mark.timeout(120)
+def test_entity_set_and_entity_topics_announce_creates_and_updates(
+    store: Store, broker: Mosquitto
+) -> None:
+    app = make_writable_app(store, broker.url)
+    with TestClient(app) as client:
+        until("bridge connected", lambda: bridge_of(app).connected)
+        things = Peer(broker.url, "v1.1/Things")
+        try:
+            thing = created(client, "Things", {"name": "station", "properties": {"floor": 1}})
+            until("the new Thing", lambda: len(things.notifications()) == 1)
+            # exactly the read side's JSON
+            assert things.notifications() == [read(client, f"Things({thing['@iot.id']})")]
+            one = Peer(broker.url, f"v1.1/Things({thing['@iot.id']})")
+            name = Peer(broker.url, f"v1.1/Things({thing['@iot.id']})/name")
+            try:
+                response = client.patch(
+                    f"/v1.1/Things({thing['@iot.id']})", json={"name": "moved"}, headers=AUTH
+                )
+                assert response.status_code == 200, response.text
+                # (the creation may reach it too, when the bridge announced it after SUBSCRIBE)
+                until(
+                    "the updated Thing", lambda: "moved" in [b["name"] for b in one.notifications()]
+                )
+                until("the updated name", lambda: len(name.messages) >= 1)
+                assert one.notifications()[-1] == read(client, f"Things({thing['@iot.id']})")
+                assert one.notifications()[-1]["name"] == "moved"
+                assert [body for _, body in name.messages] == [{"name": "moved"}]
+            finally:
+                one.close()
+                name.close()
+            assert len(things.notifications()) == 1  # an update is no new member of the set
+        finally:
+            things.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_deep_insert_announces_every_created_entity(store: Store, broker: Mosquitto) -> None:
+    app = make_writable_app(store, broker.url)
+    unit = {"name": "degree Celsius", "symbol": "degC", "definition": "ucum:Cel"}
+
+    def datastream(name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "unitOfMeasurement": unit,
+            "Sensor": {"name": f"{name} sensor"},
+            "ObservedProperty": {"name": name, "definition": f"urn:{name}"},
+        }
+
+    with TestClient(app) as client:
+        until("bridge connected", lambda: bridge_of(app).connected)
+        datastreams = Peer(broker.url, "v1.1/Datastreams")
+        sensors = Peer(broker.url, "v1.1/Sensors")
+        try:
+            body = {"name": "station", "Datastreams": [datastream("pm25"), datastream("pm10")]}
+            thing = created(client, "Things", body)
+            until("2 Datastreams", lambda: len(datastreams.notifications()) >= 2)
+            until("2 Sensors", lambda: len(sensors.notifications()) >= 2)
+            stored = read(client, f"Things({thing['@iot.id']})/Datastreams")["value"]
+            by_id = {d["@iot.id"]: d for d in datastreams.notifications()}
+            assert len(datastreams.notifications()) == 2  # once per Datastream
+            assert by_id == {d["@iot.id"]: d for d in stored}
+            # a Datastream created afterwards reaches its Thing's navigation set
+            linked = Peer(broker.url, f"v1.1/Things({thing['@iot.id']})/Datastreams")
+            try:
+                third = created(client, "Datastreams", {**datastream("no2"), "Thing": thing})
+                until("the linked Datastream", lambda: len(linked.notifications()) == 1)
+                assert linked.notifications() == [read(client, f"Datastreams({third['@iot.id']})")]
+            finally:
+                linked.close()
+        finally:
+            datastreams.close()
+            sensors.close()

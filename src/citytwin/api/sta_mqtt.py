@@ -6,6 +6,17 @@ Receive updates via MQTT (14.2.2)
     rendering, ``@iot.id`` and ``@iot.selfLink`` included — on ``v1.1/Observations`` (the entity
     set) and ``v1.1/Datastreams(<id>)/Observations`` (the set navigated from its Datastream).
 
+    It also subscribes to ``entities/#``, the events the HTTP write routes publish after each
+    commit (``{"event": "create"|"update", "entity_set": ..., "id": ...}``, see
+    :func:`~citytwin.api.sta_write.entity_event`), looks the entity up in the store and publishes
+    its STA JSON (:func:`entity_topics` says where): a created entity on its entity set
+    (``v1.1/Things``), on itself (``v1.1/Things(5)``) and on every navigation set it is linked
+    into (a Datastream on ``v1.1/Things(<id>)/Datastreams``, ``v1.1/Sensors(<id>)/Datastreams``
+    and ``v1.1/ObservedProperties(<id>)/Datastreams``); an updated one on itself, on the topic of
+    each property that changed (``v1.1/Things(5)/name`` → ``{"name": ...}``) and on the
+    navigation sets a changed link put it in. The entity is read when the event is handled, so a
+    notification always carries its state at that moment.
+
 Create via MQTT (14.2.1)
     With ``create=True`` the bridge subscribes to ``v1.1/Observations`` and
     ``v1.1/+/Observations``. A publication on ``v1.1/Datastreams(<id>)/Observations`` (or on
@@ -28,7 +39,9 @@ Choices
       QoS 2's extra round trip buys nothing, as observations are idempotent by identity.
     * **MQTT v5 with No Local**: the create topics are the notification topics (the standard's
       design), so the bridge would otherwise receive its own notifications back as create
-      requests. Use one citytwin server per broker topic tree.
+      requests. Use one citytwin server per broker topic tree. Create stays for Observations
+      only: the bridge subscribes to no entity topic (``v1.1/Things``…), so other entities'
+      notifications never come back to it.
     * **Links need a public root.** HTTP renders links from each request's host; a notification
       has no request, so ``base_url`` (the service root, ``…/v1.1``) is given by whoever builds
       the bridge (the app passes ``Settings.public_url`` + ``/v1.1``; env ``CITYTWIN_PUBLIC_URL``).
@@ -36,14 +49,16 @@ Choices
       thread, in chunks of :data:`CHUNK_ROWS`; at most :data:`MAX_UNACKED` messages wait for the
       broker's acknowledgement (so a broker that is away costs bounded memory); meanwhile the bus
       subscription keeps :data:`QUEUE_FRAMES` frames and drops the oldest, counted and logged (the
-      store keeps everything). Creates are written by a writer thread, so a store busy with an
-      ingest never stalls the MQTT network thread.
+      store keeps everything). Entity events wait the same way (up to :data:`QUEUE_EVENTS`); each
+      is looked up under ``store_access.lock`` in a worker thread. Creates are written by a
+      writer thread, so a store busy with an ingest never stalls the MQTT network thread.
     * **A broker that is down** at start or later is retried in the background with exponential
       backoff (1 s doubling to :data:`RECONNECT_MAX_S`); the server starts regardless.
 
-Not implemented: single-entity and property topics (``v1.1/Things(1)``,
-``v1.1/Things(1)/name``), ``$select`` in topics, ``FeaturesOfInterest(<id>)/Observations``, and
-notifications for entities other than Observations (their creation is not announced on the bus).
+Not implemented: ``$select`` in topics, ``FeaturesOfInterest(<id>)/Observations``, single
+Observation and Observation property topics (``v1.1/Observations(<id>)``), notifications for
+Observations updated over HTTP PATCH/PUT, and for the HistoricalLocation a PATCH that
+moves a Location records.
 """
 
 from __future__ import annotations
@@ -55,6 +70,8 @@ import queue
 import re
 import threading
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -64,11 +81,12 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from citytwin.api.errors import InvalidParameterError
-from citytwin.api.sta import VERSION, StoreAccess, render_observations
-from citytwin.api.sta_write import ObservationIn, new_rows, parse
+from citytwin.api.sta import VERSION, StoreAccess, render_entity, render_observations
+from citytwin.api.sta_schema import ENTITY_SETS, NAVIGATION
+from citytwin.api.sta_write import ENTITIES, ObservationIn, new_rows, parse
 from citytwin.bus.base import OBSERVATIONS, Bus, Subscription, observations_topic
 from citytwin.errors import ValidationError
-from citytwin.model.sensing import Datastream
+from citytwin.model.sensing import Datastream, Entity
 from citytwin.mqtt.broker import parse_broker_url
 from citytwin.store.base import ObservationFrame, QuarantineRecord, to_micros
 
@@ -81,6 +99,7 @@ CHUNK_ROWS = 1_000  # observations rendered at once: bounds the JSON held in mem
 MAX_UNACKED = 10_000  # published messages the broker has not acknowledged yet
 QUEUE_FRAMES = 16  # bus frames waiting for the publisher before the oldest is dropped
 QUEUE_CREATES = 1_000  # received create requests waiting for the writer
+QUEUE_EVENTS = 10_000  # entity events (small mappings) waiting for the publisher
 RECONNECT_MAX_S = 30
 KEEPALIVE_S = 30
 CREATE_TOPICS = (f"{VERSION}/Observations", f"{VERSION}/+/Observations")
@@ -99,6 +118,50 @@ def observation_topics(datastream_id: int) -> tuple[str, str]:
     ('v1.1/Datastreams(7)/Observations', 'v1.1/Observations')
     """
     return f"{VERSION}/Datastreams({datastream_id})/Observations", f"{VERSION}/Observations"
+
+
+def entity_topics(entity: Entity, *, created: bool, linked: list[str] | None = None) -> list[str]:
+    """The topics a created or updated entity's STA JSON is published on (without the property
+    topics and those carrying a related entity, see :func:`reverse_links`): on creation its entity
+    set, itself, and the navigation sets each link puts it in; on update itself and the navigation
+    sets of the ``linked`` fields (those that changed).
+
+    >>> from citytwin.model.sensing import Datastream, UnitOfMeasurement
+    >>> unit = UnitOfMeasurement(name="degree Celsius", symbol="degC", definition="")
+    >>> ds = Datastream(id=9, name="t", unit_of_measurement=unit, thing_id=1, sensor_id=2,
+    ...                 observed_property_id=3)
+    >>> entity_topics(ds, created=True)  # doctest: +NORMALIZE_WHITESPACE
+    ['v1.1/Datastreams', 'v1.1/Datastreams(9)', 'v1.1/Things(1)/Datastreams',
+     'v1.1/Sensors(2)/Datastreams', 'v1.1/ObservedProperties(3)/Datastreams']
+    >>> entity_topics(ds, created=False, linked=["sensor_id"])
+    ['v1.1/Datastreams(9)', 'v1.1/Sensors(2)/Datastreams']
+    """
+    entity_set = entity.entity_set
+    topics = [f"{VERSION}/{entity_set}"] if created else []
+    topics.append(f"{VERSION}/{entity_set}({entity.id})")
+    fields = sorted(entity.link_fields()) if created else (linked or [])
+    for source, navs in NAVIGATION.items():
+        for nav in navs:
+            if nav.target != entity_set or nav.on_source or not nav.many or nav.key not in fields:
+                continue
+            if (source_id := getattr(entity, nav.key, None)) is not None:
+                topics.append(f"{VERSION}/{source}({source_id})/{nav.name}")
+    return topics
+
+
+def reverse_links(
+    entity: Entity, *, created: bool, linked: list[str] | None = None
+) -> list[tuple[str, str, int]]:
+    """(topic, entity set, id) of the related entities that are new in one of this entity's own
+    navigation sets: a Location linked to Thing 5 puts Thing 5 in ``Locations(<id>)/Things``."""
+    fields = entity.link_fields() if created else set(linked or [])
+    out = []
+    for nav in NAVIGATION[entity.entity_set]:
+        target_id = getattr(entity, nav.key, None)
+        if nav.on_source and nav.many and nav.key in fields and target_id is not None:
+            topic = f"{VERSION}/{entity.entity_set}({entity.id})/{nav.name}"
+            out.append((topic, nav.target, target_id))
+    return out
 
 
 def parse_create(topic: str, payload: bytes) -> tuple[int, ObservationIn]:
@@ -178,6 +241,9 @@ class StaMqttBridge:
         self._subscription: Subscription | None = None
         self._forwarder: asyncio.Task[None] | None = None
         self._dropped = 0
+        self._events: Subscription | None = None
+        self._event_forwarder: asyncio.Task[None] | None = None
+        self._events_dropped = 0
 
     @property
     def connected(self) -> bool:
@@ -191,6 +257,8 @@ class StaMqttBridge:
         retried, never an error here)."""
         self._subscription = self.bus.subscribe(f"{OBSERVATIONS}/#", maxsize=QUEUE_FRAMES)
         self._forwarder = asyncio.create_task(self._forward(self._subscription))
+        self._events = self.bus.subscribe(f"{ENTITIES}/#", maxsize=QUEUE_EVENTS)
+        self._event_forwarder = asyncio.create_task(self._forward_events(self._events))
         if self.create:
             self._writer = threading.Thread(target=self._write_creates, name="sta-mqtt-writer")
             self._writer.start()
@@ -206,10 +274,12 @@ class StaMqttBridge:
         self._stopping.set()
         with self._acked:
             self._acked.notify_all()
-        if self._subscription is not None:
-            self._subscription.close()
-        if self._forwarder is not None:
-            await self._forwarder
+        for subscription in (self._subscription, self._events):
+            if subscription is not None:
+                subscription.close()
+        for forwarder in (self._forwarder, self._event_forwarder):
+            if forwarder is not None:
+                await forwarder
         self.client.disconnect()
         self.client.loop_stop()
         if self._writer is not None:
@@ -361,6 +431,60 @@ class StaMqttBridge:
                     if not self._publish(topic, payload):
                         return
 
+    async def _forward_events(self, subscription: Subscription) -> None:
+        async for topic, message in subscription:
+            if isinstance(message, Mapping):
+                try:
+                    await asyncio.to_thread(self.publish_event, message)
+                except Exception:  # one bad event must not end the notifications for good
+                    logger.exception("SensorThings MQTT: publishing an event from %s failed", topic)
+            if subscription.dropped > self._events_dropped:
+                logger.warning(
+                    "SensorThings MQTT: %d entity event(s) dropped before publishing (the broker "
+                    "or this bridge is slower than the writes); the entities are in the store",
+                    subscription.dropped - self._events_dropped,
+                )
+                self._events_dropped = subscription.dropped
+
+    def publish_event(self, message: Mapping[str, object]) -> None:
+        """Publish the STA JSON of the entity an event names on its topics (blocking: call from a
+        worker thread). An entity deleted meanwhile is not published."""
+        event, entity_set, entity_id = (
+            message.get("event"),
+            message.get("entity_set"),
+            message.get("id"),
+        )
+        kind = ENTITY_SETS.get(entity_set) if isinstance(entity_set, str) else None
+        if kind is None or event not in ("create", "update") or not isinstance(entity_id, int):
+            logger.warning("SensorThings MQTT: ignoring the entity event %r", dict(message))
+            return
+        created = event == "create"
+        linked = [str(name) for name in _strings(message.get("linked"))]
+        changed = [str(name) for name in _strings(message.get("changed"))]
+        messages: list[tuple[str, Any]] = []
+        with self.store_access.lock:
+            store = self.store_access.store()
+            found = store.entities(kind, [entity_id])
+            if not found:
+                return
+            entity = found[0]
+            body = render_entity(entity, self.base_url)
+            messages += [(t, body) for t in entity_topics(entity, created=created, linked=linked)]
+            if not created:
+                own = f"{VERSION}/{entity.entity_set}({entity.id})"
+                messages += [(f"{own}/{p}", {p: body.get(p)}) for p in changed]
+            for topic, target_set, target_id in reverse_links(
+                entity, created=created, linked=linked
+            ):
+                target_kind = ENTITY_SETS[target_set]
+                if target_kind is not None and (
+                    targets := store.entities(target_kind, [target_id])
+                ):
+                    messages.append((topic, render_entity(targets[0], self.base_url)))
+        for topic, payload in messages:
+            if not self._publish(topic, json.dumps(payload, separators=(",", ":"))):
+                return
+
     def _publish(self, topic: str, payload: str) -> bool:
         """Publish once fewer than MAX_UNACKED messages await their PUBACK; False when stopping."""
         with self._acked:
@@ -372,3 +496,7 @@ class StaMqttBridge:
         # paho queues a QoS 1 message while disconnected and sends it after reconnecting
         self.client.publish(topic, payload, qos=QOS)
         return True
+
+
+def _strings(value: object) -> list[object]:
+    return list(value) if isinstance(value, list | tuple) else []

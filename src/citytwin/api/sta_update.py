@@ -70,7 +70,9 @@ from citytwin.api.sta_write import (
     PhenomenonStart,
     Result,
     WriteError,
+    announce,
     authorise,
+    entity_event,
     new_key,
     new_rows,
     parse,
@@ -351,6 +353,7 @@ def _found(store: Store, entity_set: str, entity_id: int) -> Entity | Observatio
 def _updater(entity_set: str, *, replace: bool) -> Callable[..., JSONResponse]:
     def update(request: Request, access: Access, body: Body, id: int) -> JSONResponse:
         fields = _check_id(body, id)
+        events: list[dict[str, object]] = []
         with access.lock:
             store = access.store()
             current = _found(store, entity_set, id)
@@ -360,6 +363,8 @@ def _updater(entity_set: str, *, replace: bool) -> Callable[..., JSONResponse]:
             else:
                 entity = update_entity(store, current, fields, replace=replace)
                 rendered = render_entity(entity, service_base(request))
+                events.append(entity_event(entity, current))
+        announce(request, events)  # after the commit, for the MQTT bridge
         return JSONResponse(rendered)
 
     return update

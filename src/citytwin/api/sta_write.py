@@ -25,7 +25,10 @@ requests that arrive while a write is in flight share the next one. A dataArray 
 column by column (Arrow parses a block's times at once; a block with a bad row or an interval
 takes the per-row path, which names the bad rows) and written as one frame with one
 :meth:`~citytwin.store.base.Store.write_new_observations`. Created observations are announced
-on the app bus (``observations/api``), as the ingest pipeline announces its own.
+on the app bus (``observations/api``), as the ingest pipeline announces its own; every other
+entity created (deep inserts included) is announced after the commit on ``entities/<EntitySet>``
+as ``{"event": "create", "entity_set": ..., "id": ...}`` (:func:`announce`; the MQTT bridge
+publishes it), an existing one a deep insert links as an ``"update"`` (:func:`entity_event`).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import hmac
 import json
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, TypeVar
@@ -96,6 +99,7 @@ LAST_MICROS = to_micros(datetime.max.replace(tzinfo=UTC))
 # what pydantic and Arrow read alike; anything else takes the per-row path
 ISO_INSTANT = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})$"
 DATA_ARRAY_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime"})
+ENTITIES = "entities"  # bus topics entities/<EntitySet>: entities created or updated over HTTP
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -499,6 +503,49 @@ def _publish(request: Request, frame: ObservationFrame) -> None:
         bus.publish(observations_topic("api"), frame)
 
 
+def entity_event(entity: Entity, before: Entity | None = None) -> dict[str, object]:
+    """The bus message announcing ``entity`` created (``before`` None) or updated from ``before``.
+
+    An update names the link fields that now point elsewhere (``linked``: the entity is new in
+    those navigation sets) and the STA properties whose value changed (``changed``).
+
+    >>> old = Thing(key="k", name="a")
+    >>> entity_event(old.model_copy(update={"name": "b"}), old)["changed"]
+    ['name']
+    """
+    event: dict[str, object] = {"entity_set": entity.entity_set, "id": entity.id or 0}
+    if before is None:
+        return {"event": "create", **event}
+    linked = [
+        name
+        for name in sorted(entity.link_fields())
+        if getattr(entity, name) is not None and getattr(entity, name) != getattr(before, name)
+    ]
+    old, new = before.to_sta(), entity.to_sta()
+    changed = [name for name in new.keys() | old.keys() if new.get(name) != old.get(name)]
+    return {"event": "update", **event, "linked": linked, "changed": sorted(changed)}
+
+
+def announce(request: Request, events: Iterable[Mapping[str, object]]) -> None:
+    """Publish entity events (:func:`entity_event`) on the app bus, after their commit."""
+    bus: Bus | None = getattr(request.app.state, "bus", None)
+    if bus is not None:
+        for event in events:
+            bus.publish(f"{ENTITIES}/{event['entity_set']}", event)
+
+
+def _stored_before(creation: Creation) -> dict[tuple[str, int], Entity]:
+    """The entities of a creation that exist already (a deep insert links them), as stored."""
+    wanted: dict[type[Entity], list[int]] = {}
+    for entity in creation.entities:
+        wanted.setdefault(type(entity), []).append(entity.id or 0)
+    return {
+        (found.entity_set, found.id or 0): found
+        for kind, ids in wanted.items()
+        for found in creation.store.entities(kind, ids)
+    }
+
+
 def _batcher(request: Request) -> ObservationBatcher:
     """The app's group-commit writer for single Observations, made on first use."""
     state = request.app.state
@@ -529,8 +576,14 @@ def _add_create_route(router: APIRouter, entity_set: str) -> None:
         with access.lock:
             creation = Creation(access.store())
             entity = build(creation, parsed)
+            stored = _stored_before(creation)
             creation.commit()
         _publish(request, ObservationFrame.concat(creation.frames))
+        events = {
+            (e.entity_set, e.id): entity_event(e, stored.get((e.entity_set, e.id or 0)))
+            for e in creation.entities
+        }  # one per entity, its last state
+        announce(request, events.values())
         return _created(render_entity(entity, service_base(request)))
 
     router.add_api_route(
