@@ -156,7 +156,7 @@ def test_unknown_id_is_404_naming_it(client: TestClient) -> None:
         (f"$top={MAX_TOP + 1}", "$top"),
         ("$top=-1", "$top"),
         ("$skip=x", "$skip"),
-        ("$orderby=name", "$orderby"),
+        ("$orderby=nope", "$orderby"),
     ],
 )
 def test_bad_or_unsupported_options_are_400_naming_the_parameter(

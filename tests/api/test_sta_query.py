@@ -6,6 +6,7 @@ hourly observations, over the memory fake and DuckDB.
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from citytwin.api import create_app
 from citytwin.api.errors import InvalidParameterError
+from citytwin.api.sta import _sort_value
 from citytwin.api.sta_options import bind_options
 from citytwin.api.sta_query import (
     QuerySyntaxError,
@@ -62,6 +64,8 @@ def _stream(thing: Thing, prop: ObservedProperty, unit: str) -> Datastream:
         key=f"{thing.key}/{prop.key}",
         name=f"{thing.name} {prop.name}",
         unit_of_measurement=UnitOfMeasurement(name=unit, symbol=unit, definition="http://x"),
+        # only the PM2.5 streams say what they observe: the others order as null
+        properties={"observedProperty": prop.name} if prop is PM else {},
         thing_id=thing.id or 0,
         sensor_id=SENSOR.id or 0,
         observed_property_id=prop.id or 0,
@@ -337,6 +341,180 @@ def test_next_link_keeps_expand_and_select(client: TestClient) -> None:
         url = body.get("@iot.nextLink")
     ordered = sorted([SONGPA, MAPO], key=lambda t: t.id or 0, reverse=True)
     assert seen == [(t.name, 2) for t in ordered]
+
+
+# -- $orderby ----------------------------------------------------------------------------------
+def _pages(client: TestClient, url: str) -> list[dict[str, Any]]:
+    """Every entity of a collection, following ``@iot.nextLink``."""
+    seen: list[dict[str, Any]] = []
+    next_url: str | None = url
+    while next_url is not None:
+        body = _get(client, next_url)
+        seen.extend(body["value"])
+        next_url = body.get("@iot.nextLink")
+    return seen
+
+
+def _observations() -> list[tuple[int, datetime, float]]:
+    """The seeded observations as (datastream, time, result)."""
+    return [
+        (stream.id or 0, T0 + timedelta(hours=h), value)
+        for (_, prop), stream in STREAMS.items()
+        for h, value in enumerate(PM25 if prop == "PM2.5" else TEMPERATURE)
+    ]
+
+
+def _when(body: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(body["phenomenonTime"].replace("Z", "+00:00"))
+
+
+def test_orderby_a_property_descending(client: TestClient) -> None:
+    things = _get(client, "/v1.1/Things?$orderby=name desc")["value"]
+    assert [t["name"] for t in things] == ["Songpa station", "Mapo station"]
+    ascending = _get(client, "/v1.1/Things?$orderby=properties/gu asc")["value"]
+    assert [t["name"] for t in ascending] == sorted(
+        ["Songpa station", "Mapo station"], key=lambda n: "송파구" if "Songpa" in n else "마포구"
+    )
+
+
+def test_orderby_several_keys_with_nulls_first(client: TestClient) -> None:
+    streams = _get(client, "/v1.1/Datastreams?$orderby=properties/observedProperty asc, name desc")
+    by_name = sorted(STREAMS.values(), key=lambda d: d.name, reverse=True)
+    nulls_first = sorted(by_name, key=lambda d: "observedProperty" in d.properties)
+    expected = [d.name for d in nulls_first]
+    assert expected == [
+        "Songpa station Air temperature",
+        "Mapo station Air temperature",
+        "Songpa station PM2.5",
+        "Mapo station PM2.5",
+    ]
+    assert [d["name"] for d in streams["value"]] == expected
+    flipped = _get(client, "/v1.1/Datastreams?$orderby=properties/observedProperty desc,name")
+    assert [d["name"] for d in flipped["value"]] == [
+        "Mapo station PM2.5",
+        "Songpa station PM2.5",
+        "Mapo station Air temperature",
+        "Songpa station Air temperature",
+    ]
+
+
+def test_orderby_to_one_navigation_path_with_filter(client: TestClient) -> None:
+    streams = _get(client, "/v1.1/Datastreams?$orderby=Thing/name,ObservedProperty/name desc")
+    assert [d["name"] for d in streams["value"]] == [
+        "Mapo station PM2.5",
+        "Mapo station Air temperature",
+        "Songpa station PM2.5",
+        "Songpa station Air temperature",
+    ]
+    songpa = _get(
+        client, "/v1.1/Datastreams?$filter=Thing/name eq 'Songpa station'&$orderby=name desc"
+    )
+    assert [d["name"] for d in songpa["value"]] == [
+        "Songpa station PM2.5",
+        "Songpa station Air temperature",
+    ]
+
+
+def test_orderby_observations_on_several_columns(client: TestClient) -> None:
+    url = "/v1.1/Observations?$orderby=result desc, phenomenonTime asc&$top=100"
+    got = [(o["result"], _when(o)) for o in _get(client, url)["value"]]
+    expected = sorted(((r, t) for _, t, r in _observations()), key=lambda p: (-p[0], p[1]))
+    assert got == expected
+    assert got[:3] == [(20.0, T0 + timedelta(hours=5))] * 2 + [(17.0, T0 + timedelta(hours=4))]
+    url = (
+        "/v1.1/Observations?$orderby=result,phenomenonTime desc,Datastream/id desc"
+        "&$expand=Datastream($select=id)"
+    )
+    body = _get(client, url)["value"]
+    rows = sorted(_observations(), key=lambda o: (o[2], -o[1].timestamp(), -o[0]))
+    assert [(o["Datastream"]["@iot.id"], _when(o), o["result"]) for o in body] == rows
+    ids = [o["@iot.id"] for o in _get(client, "/v1.1/Observations?$orderby=id desc")["value"]]
+    assert ids == sorted(ids, reverse=True)
+    same = _get(client, "/v1.1/Observations?$orderby=resultTime desc, result")["value"]
+    assert [o["result"] for o in same] == sorted(r for _, _, r in _observations())
+
+
+def test_orderby_paging_follows_the_order(client: TestClient) -> None:
+    order = "properties/observedProperty asc,name desc"
+    whole = [d["name"] for d in _get(client, f"/v1.1/Datastreams?$orderby={order}")["value"]]
+    paged = _pages(client, f"/v1.1/Datastreams?$orderby={order}&$top=1")
+    assert [d["name"] for d in paged] == whole
+    skipped = _get(client, f"/v1.1/Datastreams?$orderby={order}&$skip=1&$top=2&$count=true")
+    assert [d["name"] for d in skipped["value"]] == whole[1:3]
+    assert skipped["@iot.count"] == 4
+    assert "$skip=3" in unquote(skipped["@iot.nextLink"])
+    url = "/v1.1/Observations?$orderby=result desc,phenomenonTime&$top=5"
+    observations = _pages(client, url)
+    expected = sorted(((r, t) for _, t, r in _observations()), key=lambda p: (-p[0], p[1]))
+    assert [(o["result"], _when(o)) for o in observations] == expected
+
+
+def test_orderby_inside_expand(client: TestClient) -> None:
+    query = (
+        "$orderby=name desc&$expand=Datastreams($orderby=name desc;"
+        "$expand=Observations($orderby=result desc;$top=2))"
+    )
+    things = _get(client, f"/v1.1/Things?{query}")["value"]
+    assert [t["name"] for t in things] == ["Songpa station", "Mapo station"]
+    songpa = things[0]["Datastreams"]
+    assert [d["name"] for d in songpa] == ["Songpa station PM2.5", "Songpa station Air temperature"]
+    assert [o["result"] for o in songpa[0]["Observations"]] == [20.0, 17.0]
+    rest = _pages(client, songpa[0]["Observations@iot.nextLink"])
+    assert [o["result"] for o in rest] == sorted(PM25, reverse=True)[2:]
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter", "expected"),
+    [
+        (
+            "/v1.1/Things?$orderby=name desc, nope asc",
+            "$orderby",
+            "Things has no property 'nope' to order by (at position 11); expected one of: id, "
+            "description, name, properties",
+        ),
+        (
+            "/v1.1/Datastreams?$orderby=Thing/nope",
+            "$orderby",
+            "no property 'Thing/nope' to order by (at position 0); expected one of: id, "
+            "description, name, properties",
+        ),
+        ("/v1.1/Things?$orderby=Datastreams/name", "$orderby", "'Datastreams/name'"),
+        ("/v1.1/Datastreams?$orderby=Thing", "$orderby", "'Thing' to order by (at position 0)"),
+        (
+            "/v1.1/Observations?$orderby=result,parameters",
+            "$orderby",
+            "'parameters' to order by (at position 7); expected one of: id, phenomenonTime, "
+            "resultTime, result, Datastream/id",
+        ),
+        (
+            "/v1.1/Things?$orderby=name sideways",
+            "$orderby",
+            "expected 'asc', 'desc', ',' or end of $orderby, got 'sideways' at position 5",
+        ),
+        ("/v1.1/Things?$orderby=name,", "$orderby", "got end of $orderby at position 5"),
+        ("/v1.1/Things?$orderby=name/", "$orderby", "after '/' at position 5"),
+        ("/v1.1/Things?$orderby=", "$orderby", "at position 0"),
+        (
+            "/v1.1/Things?$expand=Datastreams($orderby=name,nope)",
+            "$expand",
+            "$orderby: Datastreams has no property 'nope' to order by (at position 26)",
+        ),
+    ],
+)
+def test_bad_orderby_is_400_naming_the_key_and_position(
+    client: TestClient, url: str, parameter: str, expected: str
+) -> None:
+    body = _get(client, url, 400)
+    assert body["parameter"] == parameter
+    assert expected in body["message"]
+
+
+def test_sort_values_of_mixed_types_compare() -> None:
+    values: list[object] = [{"a": 1}, "b", 2, None, True, 1.5, float("nan"), "a", [1]]
+    ordered = sorted(values, key=_sort_value)
+    assert ordered[0] is None
+    assert math.isnan(ordered[1])  # type: ignore[arg-type]  # NaN orders as null
+    assert ordered[2:] == [True, 1.5, 2, "a", "b", [1], {"a": 1}]
 
 
 def test_service_root_lists_the_request_data_classes(client: TestClient) -> None:

@@ -64,7 +64,7 @@ def test_frost_client_creates_and_reads_back(base_url: str) -> None:
         datastream.get_observations()
         .query()
         .filter("result ge 12")
-        .orderby("phenomenonTime", "desc")  # the read side refuses "DESC", the client's default
+        .orderby("phenomenonTime", "desc")
         .list()
     )
     got = [(o.result, o.phenomenon_time) for o in found]

@@ -3,7 +3,10 @@
 Reference: OGC 18-088, SensorThings API Part 1: Sensing Version 1.1 — section 9.2 (resource
 path) and section 9.3 (query options). Every collection, entity and navigation route answers:
 
-- ``$top $skip $count $orderby`` (``id`` or, on Observations, ``phenomenonTime``);
+- ``$top $skip $count``; ``$orderby`` on several keys, each a property, a path into one or a
+  to-one navigation path (``properties/gu desc, Thing/name``), nulls first ascending; on
+  Observations ``id``, ``phenomenonTime``, ``resultTime``, ``result`` and ``Datastream/id``,
+  sorted on the store's columns without rendering the rows;
 - ``$filter`` (:mod:`citytwin.api.filter`), evaluated on each entity's STA JSON; its paths may
   follow to-one navigation links (``Datastream/Thing/properties/gu eq '송파구'``), read once per
   request by :class:`~citytwin.api.sta_navigate.Navigator`. On Observations the top-level ``and``
@@ -20,6 +23,8 @@ derived from (datastream, phenomenon time): see :mod:`citytwin.api.sta_render`.
 
 from __future__ import annotations
 
+import json
+import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,10 +33,18 @@ from urllib.parse import quote, urlencode
 
 import numpy as np
 from fastapi import APIRouter, Depends, Query, Request
+from numpy.typing import NDArray
 
 from citytwin.api.errors import InvalidParameterError, NotFoundError, UnsupportedParameterError
 from citytwin.api.sta_navigate import Navigator, link_value, observation_window
-from citytwin.api.sta_options import DEFAULT_TOP, MAX_TOP, Expansion, QueryOptions, bind_options
+from citytwin.api.sta_options import (
+    DEFAULT_TOP,
+    MAX_TOP,
+    Expansion,
+    OrderKey,
+    QueryOptions,
+    bind_options,
+)
 from citytwin.api.sta_query import (
     QuerySyntaxError,
     QueryText,
@@ -141,29 +154,46 @@ def collect(
     found: Sequence[Entity] | ObservationFrame,
     options: QueryOptions,
 ) -> Collection:
-    """Order, filter, then render only the page asked for (with its expansions and selection)."""
+    """Order, filter, then render only the page asked for (with its expansions and selection).
+
+    Entities are ordered by id unless ``$orderby`` names other keys: then every entity is
+    rendered once to read them, and those bodies are reused for ``$filter`` and the page.
+    """
+    rendered: list[dict[str, Any]] | None = None
     if isinstance(found, ObservationFrame):
-        order = _observation_order(found, options)
+        order = _observation_order(found, options.order_by)
 
         def rows(skip: int, top: int) -> Rows:
             return observation_rows(found.take(order[skip : skip + top]))
 
         total = len(found)
     else:
-        ordered = sorted(found, key=lambda e: e.id or 0, reverse=options.descending)
+        ordered = sorted(found, key=lambda e: e.id or 0)
+        keys = options.order_by
+        if keys and not keys[0].is_id:
+            bodies = render_rows(entity_set, ordered, [e.id or 0 for e in ordered], navigator.base)
+            index = _entity_order(navigator, entity_set, ordered, bodies, keys)
+            ordered = [ordered[i] for i in index]
+            rendered = [bodies[i] for i in index]
+        elif keys and keys[0].descending:  # ids are unique: later keys never break a tie
+            ordered.reverse()
+        ordered_ids = [e.id or 0 for e in ordered]
 
         def rows(skip: int, top: int) -> Rows:
-            return ordered[skip : skip + top], [e.id or 0 for e in ordered[skip : skip + top]]
+            return ordered[skip : skip + top], ordered_ids[skip : skip + top]
 
         total = len(ordered)
     if options.where is None:
 
         def render_page(skip: int, top: int) -> list[dict[str, Any]]:
-            return finish(navigator, entity_set, *rows(skip, top), options)
+            bodies = None if rendered is None else rendered[skip : skip + top]
+            return finish(navigator, entity_set, *rows(skip, top), options, bodies)
 
         return Collection(total, render_page)
     entities, ids = rows(0, total)
-    bodies = render_rows(entity_set, entities, ids, navigator.base)
+    if rendered is None:
+        rendered = render_rows(entity_set, entities, ids, navigator.base)
+    bodies = rendered
     where = options.where
     kept = [
         i
@@ -179,14 +209,63 @@ def collect(
     return Collection(len(kept), render_kept)
 
 
-def _observation_order(frame: ObservationFrame, options: QueryOptions) -> np.ndarray[Any, Any]:
-    if options.order_by == "id":
-        order = np.argsort(observation_ids(frame), kind="stable")
-    elif options.order_by == "phenomenonTime":
-        order = np.lexsort((frame.datastream_id, frame.phenomenon_time))
-    else:
-        order = np.arange(len(frame))  # storage order: (datastream, time)
-    return order[::-1] if options.descending else order
+def _entity_order(
+    navigator: Navigator,
+    entity_set: str,
+    entities: Sequence[Entity],
+    bodies: Sequence[dict[str, Any]],
+    keys: Sequence[OrderKey],
+) -> list[int]:
+    """Positions of the entities sorted by the keys (stable: one sort per key, last key first)."""
+    resolvers = [navigator.resolver(entity_set, entity) for entity in entities]
+    index = list(range(len(entities)))
+    for key in reversed(keys):
+        values = [
+            _sort_value(resolve(key.path, body))
+            for resolve, body in zip(resolvers, bodies, strict=True)
+        ]
+        index.sort(key=values.__getitem__, reverse=key.descending)
+    return index
+
+
+def _sort_value(value: object) -> tuple[int, Any]:
+    """A key any two JSON values compare by: (type rank, value); null (and NaN) is lowest."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return 0, 0
+    if isinstance(value, bool):
+        return 1, value
+    if isinstance(value, int | float):
+        return 2, value
+    if isinstance(value, str):
+        return 3, value
+    return 4, json.dumps(value, sort_keys=True, default=str)  # objects and arrays: by their text
+
+
+def _observation_order(frame: ObservationFrame, keys: Sequence[OrderKey]) -> NDArray[np.intp]:
+    """Row positions sorted by the keys on the frame's columns; ties keep the frame's order."""
+    columns: list[NDArray[Any]] = []  # most significant first
+    for key in keys:
+        match key.path:
+            case ("@iot.id",):
+                columns.append(observation_ids(frame))
+            case ("phenomenonTime",):
+                columns.append(frame.phenomenon_time)
+            case ("Datastream", "@iot.id"):
+                columns.append(frame.datastream_id)
+            case ("result",):
+                missing = np.isnan(frame.result)  # null results sort first ascending
+                columns.append(missing if key.descending else ~missing)
+                columns.append(np.where(missing, 0.0, frame.result))
+                if key.descending:
+                    columns[-1] = -columns[-1]
+                continue
+            case _:  # resultTime: always null, so every row ties
+                continue
+        if key.descending:
+            columns[-1] = -columns[-1]
+    if not columns:
+        return np.arange(len(frame))  # storage order: (datastream, time)
+    return np.lexsort(columns[::-1])
 
 
 def finish(

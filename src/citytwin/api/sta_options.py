@@ -5,27 +5,47 @@
 names its navigation properties (paths such as ``Datastreams/Observations`` become nested
 expansions), ``$filter`` paths may cross to-one navigation links only. An error names the option
 (``$expand`` for anything inside an expansion) and its position in the parameter's text.
+
+``$orderby`` (§9.3.3.3) is a comma-separated list of keys, each a property, a path into one
+(``properties/gu``) or a to-one navigation path (``Datastream/name``), then ``asc`` or ``desc``;
+later keys break ties of earlier ones.
+
+>>> [(k.path, k.descending) for k in parse_orderby("Thing/name desc, id", "Datastreams")]
+[(('Thing', 'name'), True), (('@iot.id',), False)]
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
 from citytwin.api.errors import InvalidParameterError
 from citytwin.api.filter import Predicate, parse_filter, properties
-from citytwin.api.filter_tokens import FilterSyntaxError
+from citytwin.api.filter_tokens import FilterSyntaxError, tokenize
 from citytwin.api.sta_query import ExpandItem, QueryText, Span
 from citytwin.api.sta_schema import NAVIGATION, PROPERTIES, Nav, find_nav
 
-__all__ = ["DEFAULT_TOP", "MAX_TOP", "Expansion", "OrderField", "QueryOptions", "bind_options"]
+__all__ = [
+    "DEFAULT_TOP",
+    "MAX_TOP",
+    "OBSERVATION_ORDER",
+    "Expansion",
+    "OrderKey",
+    "QueryOptions",
+    "UnknownOrderKey",
+    "bind_options",
+    "parse_orderby",
+]
 
 DEFAULT_TOP = 100
 MAX_TOP = 10_000
-OrderField = Literal["id", "phenomenonTime"]
-_ORDERBY = re.compile(r"\s*(@iot\.id|id|phenomenonTime)(?:\s+(asc|desc))?\s*", re.IGNORECASE)
+OBSERVATION_ORDER = ("id", "phenomenonTime", "resultTime", "result", "Datastream/id")
+"""The Observation keys ``$orderby`` sorts on the store's columns (rows are never rendered)."""
+_OBSERVATION_KEYS = frozenset(
+    tuple("@iot.id" if name == "id" else name for name in key.split("/"))
+    for key in OBSERVATION_ORDER
+)
+_DIRECTIONS = {"asc": False, "desc": True}
 _Fail = Callable[[str, str], InvalidParameterError]  # option, message -> the error to raise
 _ID_NAMES = {"id": "@iot.id", "@iot.id": "@iot.id", "@iot.selfLink": "@iot.selfLink"}
 
@@ -39,14 +59,26 @@ class Expansion:
 
 
 @dataclass(frozen=True)
+class OrderKey:
+    """One ``$orderby`` key: a property path (ids as ``@iot.id``) and its direction."""
+
+    path: tuple[str, ...]
+    descending: bool = False
+    position: int = field(default=-1, compare=False)
+
+    @property
+    def is_id(self) -> bool:
+        return self.path == ("@iot.id",)
+
+
+@dataclass(frozen=True)
 class QueryOptions:
     """The options of one level (the request, or one expansion), checked and compiled."""
 
     top: int = DEFAULT_TOP
     skip: int = 0
     count: bool = False
-    descending: bool = False
-    order_by: OrderField | None = None
+    order_by: tuple[OrderKey, ...] = ()  # $orderby keys, most significant first
     where: Predicate | None = None  # $filter, evaluated on each entity's STA JSON
     select: frozenset[str] | None = None  # the JSON keys to keep; None keeps all
     expand: tuple[Expansion, ...] = ()
@@ -64,12 +96,11 @@ def bind_options(entity_set: str, text: QueryText, *, inside: str | None = None)
     top = DEFAULT_TOP if text.top is None else text.top
     if top > MAX_TOP:
         raise fail("$top", f"expected at most {MAX_TOP}, got {top}")
-    order_by, descending = _order(entity_set, text.orderby, fail)
+    order_by = _order(entity_set, text.orderby, fail)
     return QueryOptions(
         top=top,
         skip=text.skip or 0,
         count=bool(text.count),
-        descending=descending,
         order_by=order_by,
         where=None if text.filter is None else _where(entity_set, text.filter, fail),
         select=None if text.select is None else _select(entity_set, text.select, fail),
@@ -78,20 +109,87 @@ def bind_options(entity_set: str, text: QueryText, *, inside: str | None = None)
     )
 
 
-def _order(entity_set: str, orderby: Span | None, fail: _Fail) -> tuple[OrderField | None, bool]:
+def _order(entity_set: str, orderby: Span | None, fail: _Fail) -> tuple[OrderKey, ...]:
     if orderby is None:
-        return None, False
-    match = _ORDERBY.fullmatch(orderby.text)
-    if match is None:
+        return ()
+    try:
+        return parse_orderby(orderby.text, entity_set)
+    except UnknownOrderKey as exc:
         raise fail(
             "$orderby",
-            f"cannot order by {orderby.text!r} at position {orderby.position}; "
-            "expected 'id' or 'phenomenonTime' [asc|desc]",
-        )
-    field_name: OrderField = "id" if match[1].lower() in ("id", "@iot.id") else "phenomenonTime"
-    if field_name == "phenomenonTime" and entity_set != "Observations":
-        raise fail("$orderby", f"phenomenonTime applies to Observations only, not {entity_set}")
-    return field_name, (match[2] or "").lower() == "desc"
+            f"{exc.entity_set} has no property {exc.path!r} to order by (at position "
+            f"{exc.position + orderby.position}); expected one of: {', '.join(exc.allowed)}",
+        ) from None
+    except FilterSyntaxError as exc:
+        raise fail(
+            "$orderby", f"{exc.message} at position {exc.position + orderby.position}"
+        ) from None
+
+
+def parse_orderby(text: str, entity_set: str) -> tuple[OrderKey, ...]:
+    """The keys of an ``$orderby`` list, checked against ``entity_set``.
+
+    Raises :class:`FilterSyntaxError` with a 0-based position into ``text``.
+    """
+    tokens = tokenize(text)
+    keys: list[OrderKey] = []
+    i = 0
+    while True:
+        start = tokens[i]
+        if start.kind != "ident":
+            got = "end of $orderby" if start.kind == "eof" else repr(start.text)
+            raise FilterSyntaxError(f"expected a property name, got {got}", start.pos)
+        path = [start.text]
+        i += 1
+        while tokens[i].kind == "/":
+            if tokens[i + 1].kind != "ident":
+                raise FilterSyntaxError("expected a property name after '/'", tokens[i + 1].pos)
+            path.append(tokens[i + 1].text)
+            i += 2
+        descending = False
+        if tokens[i].kind == "ident" and tokens[i].text.lower() in _DIRECTIONS:
+            descending = _DIRECTIONS[tokens[i].text.lower()]
+            i += 1
+        keys.append(OrderKey(_order_path(entity_set, path, start.pos), descending, start.pos))
+        if tokens[i].kind == "eof":
+            return tuple(keys)
+        if tokens[i].kind != ",":
+            raise FilterSyntaxError(
+                f"expected 'asc', 'desc', ',' or end of $orderby, got {tokens[i].text!r}",
+                tokens[i].pos,
+            )
+        i += 1
+
+
+class UnknownOrderKey(FilterSyntaxError):
+    """An ``$orderby`` key that names no property of the entity set (or no sortable one)."""
+
+    def __init__(self, entity_set: str, path: str, allowed: Sequence[str], position: int) -> None:
+        super().__init__(f"cannot order {entity_set} by {path!r}", position)
+        self.entity_set = entity_set
+        self.path = path
+        self.allowed = tuple(allowed)
+
+
+def _order_path(entity_set: str, path: Sequence[str], position: int) -> tuple[str, ...]:
+    """The path as looked up in the entity's JSON: ids become ``@iot.id``, links are checked."""
+    key = tuple("@iot.id" if name == "id" else name for name in path)
+    if entity_set == "Observations":
+        if key in _OBSERVATION_KEYS:
+            return key
+        raise UnknownOrderKey(entity_set, "/".join(path), OBSERVATION_ORDER, position)
+    current = entity_set
+    for step, name in enumerate(key):
+        rest = key[step + 1 :]
+        if (name == "@iot.id" and not rest) or name in PROPERTIES[current]:
+            return key
+        nav = find_nav(current, name)
+        if nav is None or nav.many or not rest:
+            break
+        current = nav.target
+    allowed = ["id", *sorted(PROPERTIES[current])]
+    allowed += [f"{nav.name}/..." for nav in NAVIGATION[current] if not nav.many]
+    raise UnknownOrderKey(entity_set, "/".join(path), allowed, position)
 
 
 def _where(entity_set: str, text: Span, fail: _Fail) -> Predicate:
