@@ -5,7 +5,8 @@ same run:
 
 - **citytwin**: ``ingest_paths("sdot", …)`` — exactly what ``citytwin ingest sdot FILE`` runs:
   encoding check, parse, scaling, KST→UTC, STA registration, QC, dedup-aware write to a DuckDB
-  file store;
+  file store (parse, QC — one property per thread — and the unpivot run on the calling thread;
+  registration and the writes, in time slabs, on one writer thread, overlapping them);
 - **baseline**: DuckDB's own ``CREATE TABLE … AS SELECT * FROM read_csv(FILE)`` into a DuckDB file
   (the wide table, no scaling, no QC, no identity);
 - **reference**: the same target as citytwin done in DuckDB SQL alone — ``read_csv`` → ``UNPIVOT``

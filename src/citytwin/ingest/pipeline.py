@@ -4,15 +4,24 @@
 duplicate rows inside the batch, registers the SensorThings entities it needs (Thing, Location,
 HistoricalLocation, Sensor, ObservedProperty, Datastream), runs QC, writes observations (the store
 skips those it already has) and quarantines every rejected record with its reason.
+
+Two threads share the work: the caller's reads, orders, checks and unpivots; one writer thread
+does everything that touches the store, in order, so that a store write overlaps the next
+computation (see :func:`ingest`).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import queue
+import threading
 import time as _time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,6 +45,10 @@ from citytwin.model.vocabulary import get_property
 from citytwin.store.base import ObservationFrame, QuarantineRecord, Store, from_micros
 
 logger = logging.getLogger(__name__)
+
+SLAB_VALUES = 1_500_000  # observations per frame written: writing one overlaps building the next
+WRITE_QUEUE_DEPTH = 2  # store jobs waiting for the writer thread: bounds the memory in flight
+T = TypeVar("T", bound=np.generic)
 
 
 @dataclass
@@ -82,11 +95,22 @@ def datastream_key(thing_key: str, property_key: str) -> str:
 class Ingestor:
     """Writes feed batches into a store; remembers which entities it has registered.
 
-    With a ``bus``, each batch that stored at least one new observation is announced on
-    ``observations/<feed>`` as the frame written. The store reports counts, not which rows were
-    new, so a batch that mixes new and already-stored rows re-announces the old ones too; their
-    identity (datastream, time) is unchanged, so consumers treat messages as idempotent upserts.
-    A batch of duplicates only is not announced.
+    A batch goes through :meth:`prepare` (sort, settle duplicates; then
+    :meth:`PreparedBatch.frames` runs QC and builds the long frames — computation only, no
+    store) and the store's work: :meth:`register` its entities, :meth:`store_frame` each frame,
+    :meth:`commit` (quarantine, final counts). :meth:`write` does it all in the caller's thread;
+    :func:`ingest` hands the store's work to a writer thread, so that the store writes while
+    the caller checks and builds what comes next.
+
+    A large batch is written as several frames over disjoint time spans (each at most about
+    :data:`SLAB_VALUES` observations), so that writing one overlaps building the next; each
+    frame is grouped by datastream and ordered by time, and no two share an identity.
+
+    With a ``bus``, each frame that stored at least one new observation is announced on
+    ``observations/<feed>`` as written. The store reports counts, not which rows were new, so a
+    frame that mixes new and already-stored rows re-announces the old ones too; their identity
+    (datastream, time) is unchanged, so consumers treat messages as idempotent upserts. A frame
+    of duplicates only is not announced.
     """
 
     def __init__(
@@ -96,39 +120,74 @@ class Ingestor:
         self.bus = bus
         self._now = now or (lambda: datetime.now(UTC))
         self._registered: set[tuple[str, int]] = set()
+        self._stream_ids: dict[tuple[str, str], int] = {}  # (thing key, property) -> id
 
     def write(self, batch: FeedBatch) -> FeedSummary:
         """Store one batch; return what happened to it."""
+        work = self.prepare(batch)
+        self.register(work)
+        for frame in work.frames():
+            self.store_frame(work, frame)
+        return self.commit(work)
+
+    def prepare(self, batch: FeedBatch) -> PreparedBatch:
+        """Order the batch and settle its duplicates; QC and frames follow lazily
+        (:meth:`PreparedBatch.frames`), so that writing one frame can overlap building the next."""
         summary = FeedSummary(batch.feed, rows=len(batch.readings) + len(batch.rejects))
         readings = sort_readings(batch.readings)
         readings, duplicate_values, conflicts = _settle_duplicates(readings, batch.line_text)
-        rejects = [*batch.rejects, *conflicts]
         summary.read = readings.value_count + duplicate_values
-        ids = self._register(batch, readings)
-        flags = check_quality(readings, now_us=int(_time.time() * 1e6))
-        frame = _to_frame(readings, flags, ids)
-        result = self.store.write_observations(frame)
-        self.store.write_quarantine(
-            [QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason) for r in rejects]
-        )
-        if self.bus is not None and result.inserted:
-            self.bus.publish(observations_topic(batch.feed), frame)
-        summary.stored = result.inserted
-        summary.duplicates = result.duplicates + duplicate_values
-        summary.flagged = int(np.count_nonzero(frame.quality))
-        summary.quarantined = len(rejects)
+        summary.duplicates = duplicate_values
         summary.notes = [f"{batch.source}: {note}" for note in batch.notes]
-        return summary
+        return PreparedBatch(batch, readings, [*batch.rejects, *conflicts], summary, self)
+
+    def register(self, work: PreparedBatch) -> None:
+        """Register the entities the batch needs (before any of its observations)."""
+        self._register(work.batch, work.readings)
+
+    def store_frame(self, work: PreparedBatch, frame: ObservationFrame) -> None:
+        """Write one of the batch's frames; count what the store did with it."""
+        result = self.store.write_observations(frame)
+        if self.bus is not None and result.inserted:
+            self.bus.publish(observations_topic(work.batch.feed), frame)
+        work.summary.stored += result.inserted
+        work.summary.duplicates += result.duplicates
+        work.summary.flagged += int(np.count_nonzero(frame.quality))
+
+    def commit(self, work: PreparedBatch) -> FeedSummary:
+        """Quarantine the batch's rejects once all its frames are written; its final summary."""
+        batch = work.batch
+        self.store.write_quarantine(
+            [QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason)
+             for r in work.rejects]
+        )  # fmt: skip
+        work.summary.quarantined = len(work.rejects)
+        return work.summary
+
+    def datastream_ids(self, readings: Readings) -> dict[str, NDArray[np.int64]]:
+        """Datastream id per property, indexed by thing (ids derive from natural keys)."""
+        cache = self._stream_ids
+        ids: dict[str, NDArray[np.int64]] = {}
+        for key in readings.values:
+            row = []
+            for thing in readings.things:
+                found = cache.get((thing.key, key))
+                if found is None:
+                    found = cache[(thing.key, key)] = stable_id(
+                        "Datastream", datastream_key(thing.key, key)
+                    )
+                row.append(found)
+            ids[key] = np.array(row, np.int64)
+        return ids
 
     def _register(self, batch: FeedBatch, readings: Readings) -> dict[str, NDArray[np.int64]]:
         """Register what the batch needs; return datastream ids per property, indexed by thing."""
         entities: list[Entity] = []
         sensor = _sensor(batch.sensor)
         present = np.zeros(len(readings.things), bool)
-        present[np.unique(readings.thing_index)] = True
+        present[readings.thing_index] = True
         first_seen = _first_times(readings)
         entities.append(sensor)
-        ids: dict[str, NDArray[np.int64]] = {}
         for number, spec in enumerate(readings.things):
             if not present[number]:
                 continue
@@ -140,20 +199,24 @@ class Ingestor:
             )
             entities.append(thing)
             entities.extend(_location(spec, thing, first_seen[number]))
+        ids = self.datastream_ids(readings)
+        thing_ids: dict[int, int] = {}
         for key, values in readings.values.items():
             prop = get_property(key)
             observed, unit = prop.to_sta(), prop.unit.to_sta()
             entities.append(observed)
             has_value = np.zeros(len(readings.things), bool)
             has_value[readings.thing_index[~np.isnan(values)]] = True
-            ids[key] = np.array(
-                [stable_id("Datastream", datastream_key(t.key, key)) for t in readings.things],
-                np.int64,
-            )
-            for index in np.flatnonzero(has_value):
-                thing_spec = readings.things[int(index)]
+            for index in np.flatnonzero(has_value).tolist():
+                stream_id = int(ids[key][index])
+                if ("Datastream", stream_id) in self._registered:
+                    continue  # unchanged: its fields derive from the thing, feed and property
+                thing_spec = readings.things[index]
+                if index not in thing_ids:
+                    thing_ids[index] = stable_id("Thing", thing_spec.key)
                 entities.append(
                     Datastream(
+                        id=stream_id,  # = stable_id of the key, known already
                         key=datastream_key(thing_spec.key, key),
                         name=f"{thing_spec.name} {prop.name}",
                         description=f"{prop.name} measured by {thing_spec.name}",
@@ -163,7 +226,7 @@ class Ingestor:
                             "observedProperty": key,
                             "period": readings.period,
                         },
-                        thing_id=stable_id("Thing", thing_spec.key),
+                        thing_id=thing_ids[index],
                         sensor_id=sensor.id or 0,
                         observed_property_id=observed.id or 0,
                     )
@@ -186,6 +249,25 @@ class Ingestor:
             if i in known
         }
         return [merged.get(e.id, e) if isinstance(e, Thing) else e for e in entities]
+
+
+@dataclass
+class PreparedBatch:
+    """A batch ordered, settled and ready to store; ``summary`` fills in as it is written."""
+
+    batch: FeedBatch
+    readings: Readings
+    rejects: list[Reject]
+    summary: FeedSummary
+    ingestor: Ingestor
+
+    def frames(self) -> Iterator[ObservationFrame]:
+        """Run QC, then build the long frames to write, one at a time, in time order."""
+        readings = self.readings
+        flags = check_quality(readings, now_us=int(_time.time() * 1e6))
+        ids = self.ingestor.datastream_ids(readings)
+        for rows in _time_slabs(readings, SLAB_VALUES):
+            yield _to_frame(readings, flags, ids, rows)
 
 
 def _sensor(spec: SensorSpec) -> Sensor:
@@ -258,14 +340,49 @@ def _settle_duplicates(
     return kept, duplicate_values, rejects
 
 
+def _time_slabs(readings: Readings, slab_values: int) -> Iterator[NDArray[np.intp] | None]:
+    """Rows of each time slab (``None``: all rows), for slabs of about ``slab_values`` values.
+
+    Slabs are cut at instants, so their time spans are disjoint: no slab repeats an identity of
+    another, and a store that checks identities within a write's time span (DuckDB) finds none
+    of the rows the batch's earlier slabs wrote there, which keeps each write a plain append.
+    """
+    count = -(-len(readings) * len(readings.values) // max(slab_values, 1))
+    if count <= 1:
+        yield None
+        return
+    cuts = np.unique(np.quantile(readings.time, np.arange(1, count) / count, method="lower"))
+    slab = np.searchsorted(cuts, readings.time, side="right")
+    order = np.argsort(slab.astype(np.uint8 if count < 256 else np.uint32), kind="stable")
+    bounds = np.searchsorted(slab[order], np.arange(len(cuts) + 2))
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        if hi > lo:
+            yield order[lo:hi]  # stable: still ordered by (thing, time)
+
+
 def _to_frame(
-    readings: Readings, flags: dict[str, NDArray[np.int32]], ids: dict[str, NDArray[np.int64]]
+    readings: Readings,
+    flags: dict[str, NDArray[np.int32]],
+    ids: dict[str, NDArray[np.int64]],
+    rows: NDArray[np.intp] | None = None,
 ) -> ObservationFrame:
-    """Unpivot wide readings into one long frame, property by property (each part stays
-    grouped by datastream and ordered by time, which lets the store skip a sort)."""
+    """Unpivot wide readings (``rows`` of them, default all) into one long frame, property by
+    property (each part stays grouped by datastream and ordered by time, which lets the store
+    skip a sort)."""
+
+    def pick(column: NDArray[T]) -> NDArray[T]:
+        return column if rows is None else column[rows]
+
+    thing, time = pick(readings.thing_index), pick(readings.time)
     duplicate = readings.source_flags.get("__duplicate__")
-    present = {key: ~np.isnan(values) for key, values in readings.values.items()}
-    total = sum(int(np.count_nonzero(mask)) for mask in present.values())
+    duplicate_bits = (
+        None
+        if duplicate is None
+        else np.where(pick(duplicate), np.int32(Flag.DUPLICATE), np.int32(0))
+    )
+    values = {key: pick(v) for key, v in readings.values.items()}
+    kept = {key: _present_rows(v) for key, v in values.items()}
+    total = sum(len(values[key]) if index is None else len(index) for key, index in kept.items())
     out = ObservationFrame(
         np.empty(total, np.int64),
         np.empty(total, np.int64),
@@ -273,22 +390,75 @@ def _to_frame(
         np.empty(total, np.int32),
     )
     start = 0
-    for key, values in readings.values.items():
-        mask = present[key]
-        end = start + int(np.count_nonzero(mask))
-        everything = end - start == len(mask)
-        pick = slice(None) if everything else mask
-        np.take(ids[key], readings.thing_index[pick], out=out.datastream_id[start:end])
-        out.phenomenon_time[start:end] = readings.time[pick]
-        out.result[start:end] = values[pick]
-        bits = (
-            flags[key]
-            if duplicate is None
-            else flags[key] | np.where(duplicate, np.int32(Flag.DUPLICATE), np.int32(0))
-        )
-        out.quality[start:end] = bits[pick]
+    for key, column in values.items():
+        index = kept[key]
+        end = start + (len(column) if index is None else len(index))
+        part = slice(start, end)
+        quality = pick(flags[key])
+        if duplicate_bits is not None:
+            quality = quality | duplicate_bits
+        if index is None:
+            np.take(ids[key], thing, out=out.datastream_id[part])
+            out.phenomenon_time[part] = time
+            out.result[part] = column
+            out.quality[part] = quality
+        else:
+            np.take(ids[key], thing[index], out=out.datastream_id[part])
+            np.take(time, index, out=out.phenomenon_time[part])
+            np.take(column, index, out=out.result[part])
+            np.take(quality, index, out=out.quality[part])
         start = end
     return out
+
+
+def _present_rows(values: NDArray[np.float64]) -> NDArray[np.intp] | None:
+    """Indices of the non-NaN values, or ``None`` when all are present."""
+    missing = np.isnan(values)
+    return np.flatnonzero(~missing) if missing.any() else None
+
+
+class _Writer:
+    """One thread that runs store work in submission order, behind a bounded queue.
+
+    The store is then used by this thread alone while the caller prepares the next batch. The
+    first error stops the work (later jobs are dropped) and is raised in the caller, by the next
+    :meth:`submit` or by :meth:`close`.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="citytwin-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Queue ``job`` (blocks while the queue is full); raise the writer's error if any."""
+        self._raise()
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        """Wait for every queued job; raise the writer's error if any."""
+        self.stop()
+        self._raise()
+
+    def stop(self) -> None:
+        """Wait for the queued jobs (after an error in the caller, which takes precedence)."""
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as exc:  # handed to the caller's thread, never lost
+                    self._error = exc
 
 
 def ingest(
@@ -298,17 +468,40 @@ def ingest(
     ingestor: Ingestor | None = None,
     on_batch: Callable[[FeedBatch, FeedSummary], None] | None = None,
 ) -> IngestReport:
-    """Write every batch; return the per-feed report."""
+    """Write every batch; return the per-feed report.
+
+    The caller's thread reads, orders and checks the batches; one writer thread registers
+    entities and writes observations and quarantine, batch after batch in order, while the next
+    is being prepared (DuckDB and most large numpy operations release the GIL, so the two share
+    two cores). The store is used by the writer alone until this returns. ``on_batch`` is called
+    on the writer thread once a batch is fully written, in batch order (so it may use the
+    store). An error in either thread stops the ingest and is raised here, after the writes
+    already queued have finished.
+    """
     ingestor = ingestor or Ingestor(store)
     report = IngestReport()
     seen: set[str] = set()
-    for batch in batches:
-        summary = ingestor.write(batch)
-        summary.files = int(batch.source not in seen)
-        seen.add(batch.source)
+    writer = _Writer(WRITE_QUEUE_DEPTH)
+
+    def finish(work: PreparedBatch, first_of_file: bool) -> None:
+        summary = ingestor.commit(work)
+        summary.files = int(first_of_file)
         report.add(summary)
         if on_batch is not None:
-            on_batch(batch, summary)
+            on_batch(work.batch, summary)
+
+    try:
+        for batch in batches:
+            work = ingestor.prepare(batch)
+            writer.submit(functools.partial(ingestor.register, work))
+            for frame in work.frames():
+                writer.submit(functools.partial(ingestor.store_frame, work, frame))
+            writer.submit(functools.partial(finish, work, batch.source not in seen))
+            seen.add(batch.source)
+    except BaseException:
+        writer.stop()
+        raise
+    writer.close()
     return report
 
 

@@ -32,8 +32,10 @@ Cost: one pass of a few numpy operations per property over the rows; the only so
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -57,11 +59,14 @@ DRIFT_ABS_SIGMAS = 6.0  # departure, in robust between-site spreads
 DRIFT_FLOOR = 0.25  # changes under this share of the between-site spread are never drift
 DRIFT_MIN_SENSORS = 5
 LOG_OFFSET = 5.0  # µg/m³ added before taking logs of PM
+PARALLEL_VALUES = 2_000_000  # values from which a batch is checked on several threads
+PARALLEL_THREADS = 2
 RELATIVE = frozenset({"pm25", "pm10", "pm25_corrected", "pm10_corrected"})
 
 Floats = NDArray[np.float64]
 Bools = NDArray[np.bool_]
 Ints = NDArray[np.int64]
+T = TypeVar("T", bound=np.generic)
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,23 @@ class _Order:
         _, group = np.unique(self.time, return_inverse=True)
         return group.astype(np.int64)
 
+    @cached_property
+    def series(self) -> Ints:
+        """Number of each row's series (thing) in the batch."""
+        out: Ints = np.cumsum(self.new_thing) - 1
+        return out
+
+    @cached_property
+    def series_start(self) -> Ints:
+        """First row of each row's series."""
+        out: Ints = np.flatnonzero(self.new_thing)[self.series]
+        return out
+
+    def window_start(self, window: int) -> Ints:
+        """First row of the trailing ``window`` rows of each row, clipped to its series."""
+        out: Ints = np.maximum(np.arange(len(self.time)) - window + 1, self.series_start)
+        return out
+
 
 def sort_readings(readings: Readings) -> Readings:
     """Rows ordered by (thing, time): what QC and storage expect.
@@ -111,25 +133,43 @@ def sort_readings(readings: Readings) -> Readings:
 
 
 def check_quality(readings: Readings, *, now_us: int) -> dict[str, NDArray[np.int32]]:
-    """Flags per property for readings sorted by (thing, time)."""
+    """Flags per property for readings sorted by (thing, time).
+
+    Properties are checked independently; a large batch checks them on
+    :data:`PARALLEL_THREADS` threads (numpy releases the GIL in its array loops).
+    """
     if not len(readings):
         return {key: np.zeros(0, np.int32) for key in readings.values}
     order = _structure(readings)
     future = np.where(
         readings.time > now_us + FUTURE_TOLERANCE_US, np.int32(Flag.FUTURE), np.int32(0)
     )
-    flags: dict[str, NDArray[np.int32]] = {}
-    for key, values in readings.values.items():
-        spec = get_property(key)
-        bits = future.copy()
-        bits[(values < spec.valid_min) | (values > spec.valid_max)] |= np.int32(Flag.RANGE)
-        _series_checks(readings, values, spec, order, bits)
-        if spec.smooth:
-            bits |= _drift(_transform(key, values), order, bits)
-        if key in readings.source_flags:
-            bits[readings.source_flags[key]] |= np.int32(Flag.SOURCE)
-        flags[key] = bits
-    return flags
+
+    def check(key: str) -> NDArray[np.int32]:
+        return _check_property(readings, key, order, future)
+
+    keys = list(readings.values)
+    if len(readings) * len(keys) < PARALLEL_VALUES or len(keys) < 2:
+        return {key: check(key) for key in keys}
+    if any(get_property(key).smooth for key in keys):
+        _ = order.time_group, order.series_start  # shared: computed once, before the threads
+    with ThreadPoolExecutor(PARALLEL_THREADS, thread_name_prefix="citytwin-qc") as pool:
+        return dict(zip(keys, pool.map(check, keys), strict=True))
+
+
+def _check_property(
+    readings: Readings, key: str, order: _Order, future: NDArray[np.int32]
+) -> NDArray[np.int32]:
+    values = readings.values[key]
+    spec = get_property(key)
+    bits = future.copy()
+    bits[(values < spec.valid_min) | (values > spec.valid_max)] |= np.int32(Flag.RANGE)
+    _series_checks(readings, values, spec, order, bits)
+    if spec.smooth:
+        bits |= _drift(_transform(key, values), order, bits)
+    if key in readings.source_flags:
+        bits[readings.source_flags[key]] |= np.int32(Flag.SOURCE)
+    return bits
 
 
 def _transform(key: str, values: Floats) -> Floats:
@@ -141,11 +181,47 @@ def _transform(key: str, values: Floats) -> Floats:
 
 
 def _structure(readings: Readings) -> _Order:
-    new_thing = np.r_[True, readings.thing_index[1:] != readings.thing_index[:-1]]
+    new_thing = _after(readings.thing_index, np.not_equal, True)
     step = np.diff(readings.time)[~new_thing[1:]]
     positive = step[step > 0]
-    period = float(np.median(positive)) if positive.size else 3_600_000_000.0
+    period = _median(positive) if positive.size else 3_600_000_000.0
     return _Order(readings.time, new_thing, period)
+
+
+def _median(values: Ints) -> float:
+    """``np.median`` of integers, by a full sort: the introselect behind ``np.median`` slows down
+    ~20× on the many equal sampling steps of a regular feed."""
+    ordered = np.sort(values)
+    middle = ordered[[(len(ordered) - 1) // 2, len(ordered) // 2]]
+    return float(middle[0]) if middle[0] == middle[1] else float(np.mean(middle))
+
+
+def _after(values: NDArray[np.generic], compare: np.ufunc, head: bool) -> Bools:
+    """``compare(values[i], values[i - 1])`` for each row, ``head`` for the first."""
+    out = np.empty(len(values), bool)
+    if len(values):
+        out[0] = head
+        compare(values[1:], values[:-1], out=out[1:])
+    return out
+
+
+def _steps(values: NDArray[T]) -> NDArray[T]:
+    """``values[i] - values[i - 1]`` for each row, 0 for the first."""
+    out = np.empty_like(values)
+    if len(values):
+        out[0] = 0
+        np.subtract(values[1:], values[:-1], out=out[1:])
+    return out
+
+
+def _shifted(values: NDArray[T], by: int, fill: float) -> NDArray[T]:
+    """``values`` moved ``by`` rows later (negative: earlier), ``fill`` where nothing comes."""
+    out = np.empty_like(values)
+    if by > 0:
+        out[:by], out[by:] = fill, values[:-by]
+    else:
+        out[by:], out[:by] = fill, values[-by:]
+    return out
 
 
 def _series_checks(
@@ -156,9 +232,8 @@ def _series_checks(
     if index.size < 2:
         return
     x, t = values[index], readings.time[index]
-    thing = readings.thing_index[index]
-    first = np.r_[True, thing[1:] != thing[:-1]]
-    dt = np.r_[0, np.diff(t)]
+    first = _after(readings.thing_index[index], np.not_equal, True)
+    dt = _steps(t)
     gap = ~first & (dt > GAP_PERIODS * order.period_us)
     bits[index[gap]] |= np.int32(Flag.GAP)
     joined = ~first & ~gap  # reading continues the previous one's series
@@ -170,7 +245,7 @@ def _series_checks(
         spike, step = _spikes(x, joined, first, stuck, spec)
         bits[index[spike]] |= np.int32(Flag.SPIKE)
         # a sensor that unfreezes jumps back to reality: that jump is not a fault of its own
-        bits[index[step & ~np.r_[False, stuck[:-1]]]] |= np.int32(Flag.STEP)
+        bits[index[step & ~_shifted(stuck, 1, False)]] |= np.int32(Flag.STEP)
 
 
 def _spikes(
@@ -197,72 +272,92 @@ def _spikes(
     A step is a jump beyond the spike size that is not part of a spike.
     """
     limit = spec.spike or np.inf
-    d_prev = np.where(joined, x - np.r_[x[0], x[:-1]], 0.0)
-    has_next = np.r_[joined[1:], False]
-    d_next = np.r_[-d_prev[1:], 0.0]  # x_i - x_{i+1}
+    d_prev = np.where(joined, _steps(x), 0.0)
+    has_next = _shifted(joined, -1, False)
+    d_next = _shifted(-d_prev, -1, 0.0)  # x_i - x_{i+1}
     same = has_next & (d_prev * d_next > 0)
     departure = np.minimum(np.abs(d_prev), np.abs(d_next))
     spike = same & (departure > limit)
     if spec.smooth:
         y = _transform(spec.key, x)
-        e_prev = np.where(joined, y - np.r_[y[0], y[:-1]], 0.0) if y is not x else d_prev
-        e_next = np.r_[-e_prev[1:], 0.0]
+        e_prev = np.where(joined, _steps(y), 0.0) if y is not x else d_prev
+        e_next = _shifted(-e_prev, -1, 0.0)
         size = np.minimum(np.abs(e_prev), np.abs(e_next))
         candidate = same & (departure > SPIKE_FLOOR * limit)
         calm = has_next & joined & ~_near(stuck)
         curvature = np.where(calm, np.abs(e_prev + e_next), np.nan)
-        windows = _Windows.of(first)
+        windows = _Windows.of(first, np.flatnonzero(candidate))
         for _ in range(2):
             curvature[_near(spike)] = np.nan
-            spike |= candidate & (size > SPIKE_SIGMAS * _roughness(curvature, windows))
-    after_spike = np.r_[False, spike[:-1]]
-    step = (np.abs(d_prev) > limit) & ~spike & ~after_spike
+            test = windows.without(spike)  # a spike stays one: test only the others
+            found = size[test.rows] > SPIKE_SIGMAS * _roughness(curvature, test)
+            spike[test.rows[found]] = True
+    step = (np.abs(d_prev) > limit) & ~spike & ~_shifted(spike, 1, False)
     return spike, step
 
 
 def _near(mask: Bools) -> Bools:
     """The rows of ``mask`` and their neighbours."""
-    out: Bools = mask | np.r_[False, mask[:-1]] | np.r_[mask[1:], False]
+    out: Bools = mask | _shifted(mask, 1, False) | _shifted(mask, -1, False)
     return out
 
 
 @dataclass(frozen=True)
 class _Windows:
-    """The ±:data:`SPIKE_WINDOW` neighbourhood of each value, clipped to its series."""
+    """The ±:data:`SPIKE_WINDOW` neighbourhood of some ``rows``, clipped to their series."""
 
+    rows: Ints
     lo: Ints
     hi: Ints  # exclusive
-    first: Bools
-    last: Bools
+    first: Bools  # the row starts its series
+    last: Bools  # the row ends its series
 
     @classmethod
-    def of(cls, first: Bools) -> _Windows:
-        n = len(first)
-        i = np.arange(n)
-        last = np.r_[first[1:], True]
-        start = np.maximum.accumulate(np.where(first, i, 0))
-        end = np.minimum.accumulate(np.where(last, i, n - 1)[::-1])[::-1]
+    def of(cls, first: Bools, rows: Ints) -> _Windows:
+        """Windows of ``rows`` (ascending) among values whose series start where ``first``."""
+        heads = np.flatnonzero(first)
+        series = np.searchsorted(heads, rows, side="right") - 1
+        start = heads[series]
+        end = np.append(heads[1:], len(first))[series] - 1  # last row of the series
         return cls(
-            np.maximum(i - SPIKE_WINDOW, start), np.minimum(i + SPIKE_WINDOW, end) + 1, first, last
+            rows,
+            np.maximum(rows - SPIKE_WINDOW, start),
+            np.minimum(rows + SPIKE_WINDOW, end) + 1,
+            rows == start,
+            rows == end,
+        )
+
+    def without(self, mask: Bools) -> _Windows:
+        """The windows of the rows that ``mask`` does not select."""
+        keep = ~mask[self.rows]
+        return _Windows(
+            self.rows[keep], self.lo[keep], self.hi[keep], self.first[keep], self.last[keep]
         )
 
 
 def _roughness(curvature: Floats, windows: _Windows) -> Floats:
-    """Leave-three-out windowed mean of |second differences| (NaN where undefined), per series.
+    """Leave-three-out windowed mean of |second differences| at the windows' rows (NaN where
+    undefined), per series.
 
     Returns NaN where fewer than :data:`SPIKE_MIN_CONTEXT` second differences are around.
     """
     present = ~np.isnan(curvature)
     a = np.where(present, curvature, 0.0)
-    c_sum = np.r_[0.0, np.cumsum(a)]
-    c_cnt = np.r_[0, np.cumsum(present)]
-    first, last = windows.first, windows.last
-    own = a + np.where(first, 0.0, np.r_[0.0, a[:-1]]) + np.where(last, 0.0, np.r_[a[1:], 0.0])
+    c_sum = np.concatenate(([0.0], np.cumsum(a)))
+    c_cnt = np.concatenate(([0], np.cumsum(present)))
+    rows, first, last = windows.rows, windows.first, windows.last
+    padded = np.concatenate(([0.0], a, [0.0]))  # padded[i + 1] is a[i]
+    counted = np.concatenate(([0], present, [0]))
+    own = (
+        a[rows]
+        + np.where(first, 0.0, padded[rows])
+        + np.where(last, 0.0, padded[rows + 2])
+    )  # fmt: skip
     own_n = (
-        present.astype(np.int64)
-        + np.where(first, 0, np.r_[0, present[:-1]])
-        + np.where(last, 0, np.r_[present[1:], 0])
-    )
+        present[rows].astype(np.int64)
+        + np.where(first, 0, counted[rows])
+        + np.where(last, 0, counted[rows + 2])
+    )  # fmt: skip
     total = c_sum[windows.hi] - c_sum[windows.lo] - own
     count = c_cnt[windows.hi] - c_cnt[windows.lo] - own_n
     out: Floats = np.where(count >= SPIKE_MIN_CONTEXT, total / np.maximum(count, 1), np.nan)
@@ -273,13 +368,13 @@ def _stuck(x: Floats, t: Ints, joined: Bools, limit_us: float) -> Bools:
     """Members of runs of an identical value lasting at least ``limit_us`` and
     :data:`STUCK_MIN_READINGS` readings: three equal hourly means of an integer-valued PM or
     humidity sensor are common at night, six are not."""
-    starts = ~joined | np.r_[True, x[1:] != x[:-1]]
-    run = np.cumsum(starts) - 1
-    run_start_t = t[starts]
-    run_end_t = np.maximum.reduceat(t, np.flatnonzero(starts))
-    run_len = np.diff(np.r_[np.flatnonzero(starts), len(x)])
-    long_run = (run_end_t - run_start_t >= limit_us) & (run_len >= STUCK_MIN_READINGS)
-    out: Bools = long_run[run]
+    head = np.flatnonzero(~joined | _after(x, np.not_equal, True))  # first row of each run
+    tail = np.append(head[1:], len(x)) - 1  # its last row (times ascend within a series)
+    length = tail - head + 1
+    long_run = (t[tail] - t[head] >= limit_us) & (length >= STUCK_MIN_READINGS)
+    if not long_run.any():
+        return np.zeros(len(x), bool)
+    out: Bools = np.repeat(long_run, length)
     return out
 
 
@@ -326,9 +421,9 @@ def _drift(values: Floats, order: _Order, bits: NDArray[np.int32]) -> NDArray[np
     residual = np.where(enough, x - consensus[groups], np.nan)
     minutes = order.period_us / 60_000_000
     window = max(3, round(DRIFT_WINDOW_MINUTES / minutes))
-    running = _running_mean(residual, order.new_thing, window)
+    running = _running_mean(residual, order, window)
     baseline = max(12, round(DRIFT_BASELINE_MINUTES / minutes))
-    change = running - _baseline(residual, order.new_thing, baseline)
+    change = running - _baseline(residual, order, baseline)
     spread = _robust_sd(residual)
     if not spread:
         return np.zeros_like(bits)
@@ -353,12 +448,12 @@ def _robust_sd(values: Floats) -> float:
     return 1.4826 * float(np.median(np.abs(finite))) if finite.size else 0.0
 
 
-def _baseline(values: Floats, new_series: Bools, first: int) -> Floats:
+def _baseline(values: Floats, order: _Order, first: int) -> Floats:
     """Each row's series mean over its first ``first`` non-NaN values."""
     present = ~np.isnan(values)
-    series = np.cumsum(new_series) - 1
+    series = order.series
     seen = np.cumsum(present)
-    before = np.r_[0, seen[:-1]][np.flatnonzero(new_series)][series]
+    before = _shifted(seen, 1, 0)[order.series_start]
     early = present & (seen - before <= first)
     total = np.bincount(series, np.where(early, values, 0.0))
     count = np.bincount(series, early)
@@ -366,14 +461,12 @@ def _baseline(values: Floats, new_series: Bools, first: int) -> Floats:
     return out
 
 
-def _running_mean(values: Floats, new_series: Bools, window: int) -> Floats:
+def _running_mean(values: Floats, order: _Order, window: int) -> Floats:
     """Trailing mean over the last ``window`` non-NaN values of each series (NaN-aware)."""
     present = ~np.isnan(values)
     filled = np.where(present, values, 0.0)
-    series = np.cumsum(new_series) - 1
     csum, ccount = np.cumsum(filled), np.cumsum(present)
-    start = np.flatnonzero(new_series)[series]  # first row of each row's series
-    lo = np.maximum(np.arange(len(values)) - window + 1, start)
+    lo = order.window_start(window)
     base_sum = np.where(lo > 0, csum[lo - 1], 0.0)
     base_count = np.where(lo > 0, ccount[lo - 1], 0)
     n = ccount - base_count

@@ -303,18 +303,21 @@ def _readings(
     )
     rejects += reject_rows(no_serial, table.line, source.line_text, "sensor serial is empty")
     good = ok & ~no_serial
+    pick = slice(None) if good.all() else good  # a clean chunk: views, no copies
     serials: list[str] = table.labels[layout.serial]
     values = {
-        prop: scale(table.columns[name][good]) for name, (prop, scale) in layout.values.items()
+        prop: scale(table.columns[name][pick]) for name, (prop, scale) in layout.values.items()
     }
-    seen = np.asarray(serials, object)[np.unique(serial_codes[good])]
+    present = np.zeros(len(serials), bool)
+    present[serial_codes[pick]] = True
+    seen = np.asarray(serials, object)[present]
     missing = sorted(set(seen) - set(registry)) if registry is not None else []
     readings = Readings(
         [_thing(s, registry) for s in serials],
-        serial_codes[good],
-        time[good],
+        serial_codes[pick],
+        time[pick],
         values,
-        table.line[good],
+        table.line[pick],
         "PT2M" if layout.generation == "2020" else "PT1H",
     )
     return readings, rejects, missing

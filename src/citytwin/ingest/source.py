@@ -164,7 +164,7 @@ def _decode_by_line(name: str, raw: bytes) -> Source:
 def read_header(source: Source) -> tuple[list[str], int]:
     """The header's column names and the 1-based line it stands on (first non-blank line)."""
     offset = 0
-    for number, line in enumerate(source.data.split(b"\n", 50)[:50], start=1):
+    for number, line in enumerate(_first_lines(source.data, 50), start=1):
         text = line.decode("utf-8", "replace").strip()
         if text:
             try:
@@ -175,6 +175,17 @@ def read_header(source: Source) -> tuple[list[str], int]:
                 ) from None
         offset += len(line) + 1
     raise FeedError(source.name, "is empty; expected a header line", line=1)
+
+
+def _first_lines(data: bytes, count: int) -> list[bytes]:
+    """``data.split(b"\\n", count)[:count]`` without copying the rest of a large file."""
+    end = 0
+    for _ in range(count):
+        end = data.find(b"\n", end) + 1
+        if not end:
+            end = len(data)
+            break
+    return data[:end].split(b"\n")[:count]
 
 
 @dataclass

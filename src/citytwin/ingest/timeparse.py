@@ -69,9 +69,25 @@ def kst_from_digits(
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """``yyyymmddhhmi`` (12 digits), ``yyyymmddhh`` (10) or ``yyyymmdd`` (8) integers in KST.
 
-    ``allow_hour_24``: AirKorea and KMA write the last hour of a day as hour 24.
+    ``allow_hour_24``: AirKorea and KMA write the last hour of a day as hour 24. A file ordered
+    by time repeats each time for every sensor: each run of equal values is parsed once.
     """
     values = np.asarray(values, np.int64)
+    if len(values) > 1:
+        change = np.empty(len(values), bool)
+        change[0] = True
+        np.not_equal(values[1:], values[:-1], out=change[1:])
+        head = np.flatnonzero(change)
+        if len(head) * 4 < len(values):
+            micros, ok = _from_digits(values[head], allow_hour_24)
+            length = np.diff(np.append(head, len(values)))
+            return np.repeat(micros, length), np.repeat(ok, length)
+    return _from_digits(values, allow_hour_24)
+
+
+def _from_digits(
+    values: NDArray[np.int64], allow_hour_24: bool
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     digits = np.where(values > 0, np.floor(np.log10(np.maximum(values, 1))).astype(np.int64) + 1, 0)
     scaled = np.select(
         [digits == 12, digits == 10, digits == 8], [values, values * 100, values * 10_000], -1
