@@ -84,9 +84,11 @@ def create_app(
     app.state.bus = live
     install_error_handlers(app)
     sta_write.install_error_handlers(app)
-    app.include_router(create_router())
+    # writes first: routes are matched in order, and a device POSTing an Observation should not
+    # walk past every read route (a GET skips the write routes as cheaply: wrong method)
     app.include_router(sta_write.create_router())
     app.include_router(sta_update.create_router())
+    app.include_router(create_router())
     app.include_router(twin.create_router())
     app.include_router(features.create_router())
     app.include_router(ngsi_ld.create_router())
