@@ -240,10 +240,8 @@ class StaMqttBridge:
         self._writer: threading.Thread | None = None
         self._subscription: Subscription | None = None
         self._forwarder: asyncio.Task[None] | None = None
-        self._dropped = 0
         self._events: Subscription | None = None
         self._event_forwarder: asyncio.Task[None] | None = None
-        self._events_dropped = 0
 
     @property
     def connected(self) -> bool:
@@ -256,9 +254,9 @@ class StaMqttBridge:
         """Subscribe to the bus, then connect in the background (a broker that is down is
         retried, never an error here)."""
         self._subscription = self.bus.subscribe(f"{OBSERVATIONS}/#", maxsize=QUEUE_FRAMES)
-        self._forwarder = asyncio.create_task(self._forward(self._subscription))
+        self._forwarder = asyncio.create_task(self._forward(self._subscription, "frame(s)"))
         self._events = self.bus.subscribe(f"{ENTITIES}/#", maxsize=QUEUE_EVENTS)
-        self._event_forwarder = asyncio.create_task(self._forward_events(self._events))
+        self._event_forwarder = asyncio.create_task(self._forward(self._events, "entity event(s)"))
         if self.create:
             self._writer = threading.Thread(target=self._write_creates, name="sta-mqtt-writer")
             self._writer.start()
@@ -403,20 +401,27 @@ class StaMqttBridge:
             self.store_access.store().write_quarantine([record])
 
     # -- receive updates via MQTT ---------------------------------------------------------------
-    async def _forward(self, subscription: Subscription) -> None:
+    async def _forward(self, subscription: Subscription, what: str) -> None:
+        """Publish what the bus delivers, in a worker thread: observation frames or entity
+        events (``what`` names them in the log)."""
+        reported = 0
         async for topic, message in subscription:
-            if isinstance(message, ObservationFrame) and len(message):
-                try:
-                    await asyncio.to_thread(self.publish_frame, message)
-                except Exception:  # one bad frame must not end the notifications for good
-                    logger.exception("SensorThings MQTT: publishing a frame from %s failed", topic)
-            if subscription.dropped > self._dropped:
+            try:
+                if isinstance(message, ObservationFrame):
+                    if len(message):
+                        await asyncio.to_thread(self.publish_frame, message)
+                else:
+                    await asyncio.to_thread(self.publish_event, message)
+            except Exception:  # one bad message must not end the notifications for good
+                logger.exception("SensorThings MQTT: publishing %s from %s failed", what, topic)
+            if subscription.dropped > reported:
                 logger.warning(
-                    "SensorThings MQTT: %d frame(s) dropped before publishing (the broker or "
-                    "this bridge is slower than the ingest); they are in the store",
-                    subscription.dropped - self._dropped,
+                    "SensorThings MQTT: %d %s dropped before publishing (the broker or this "
+                    "bridge is slower than the writes); they are in the store",
+                    subscription.dropped - reported,
+                    what,
                 )
-                self._dropped = subscription.dropped
+                reported = subscription.dropped
 
     def publish_frame(self, frame: ObservationFrame) -> None:
         """Publish each observation's STA JSON on its topics, a chunk of rows at a time (blocking:
@@ -430,21 +435,6 @@ class StaMqttBridge:
                 for topic in observation_topics(datastream_id):
                     if not self._publish(topic, payload):
                         return
-
-    async def _forward_events(self, subscription: Subscription) -> None:
-        async for topic, message in subscription:
-            if isinstance(message, Mapping):
-                try:
-                    await asyncio.to_thread(self.publish_event, message)
-                except Exception:  # one bad event must not end the notifications for good
-                    logger.exception("SensorThings MQTT: publishing an event from %s failed", topic)
-            if subscription.dropped > self._events_dropped:
-                logger.warning(
-                    "SensorThings MQTT: %d entity event(s) dropped before publishing (the broker "
-                    "or this bridge is slower than the writes); the entities are in the store",
-                    subscription.dropped - self._events_dropped,
-                )
-                self._events_dropped = subscription.dropped
 
     def publish_event(self, message: Mapping[str, object]) -> None:
         """Publish the STA JSON of the entity an event names on its topics (blocking: call from a
