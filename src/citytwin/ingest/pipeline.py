@@ -121,6 +121,10 @@ class Ingestor:
         self._now = now or (lambda: datetime.now(UTC))
         self._registered: set[tuple[str, int]] = set()
         self._stream_ids: dict[tuple[str, str], int] = {}  # (thing key, property) -> id
+        # what this ingestor registered of each thing: an unchanged thing is not registered
+        # again (no new model, no store lookup, no new HistoricalLocation) — a live feed sends
+        # the same devices in every small batch
+        self._things: dict[str, ThingSpec] = {}
 
     def write(self, batch: FeedBatch) -> FeedSummary:
         """Store one batch; return what happened to it."""
@@ -189,7 +193,7 @@ class Ingestor:
         first_seen = _first_times(readings)
         entities.append(sensor)
         for number, spec in enumerate(readings.things):
-            if not present[number]:
+            if not present[number] or self._things.get(spec.key) == spec:
                 continue
             thing = Thing(
                 key=spec.key,
@@ -234,6 +238,9 @@ class Ingestor:
         fresh = [e for e in entities if (type(e).__name__, e.id or 0) not in self._registered]
         self.store.register(self._merge_things(fresh))
         self._registered.update((type(e).__name__, e.id or 0) for e in fresh)
+        self._things.update(
+            (readings.things[i].key, readings.things[i]) for i in np.flatnonzero(present).tolist()
+        )
         return ids
 
     def _merge_things(self, entities: list[Entity]) -> list[Entity]:

@@ -30,15 +30,11 @@ import logging
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-
-import numpy as np
-from numpy.typing import NDArray
+from dataclasses import dataclass
 
 from citytwin.bus.base import Bus
-from citytwin.ingest.base import FeedBatch, Readings, ThingSpec
-from citytwin.ingest.pipeline import Ingestor, datastream_key
-from citytwin.model.sensing import stable_id
+from citytwin.ingest.base import FeedBatch
+from citytwin.ingest.pipeline import FeedSummary, Ingestor
 from citytwin.mqtt.broker import parse_broker_url
 from citytwin.mqtt.client import DEFAULT_CLIENT_ID, Message, Subscription
 from citytwin.mqtt.messages import (
@@ -52,26 +48,22 @@ from citytwin.mqtt.messages import (
 )
 from citytwin.store.base import QuarantineRecord, Store
 
-__all__ = ["DEFAULT_CLIENT_ID", "MqttIngest", "MqttOptions", "MqttSummary", "RegisteringIngestor"]
+__all__ = ["DEFAULT_CLIENT_ID", "MqttIngest", "MqttOptions", "MqttSummary"]
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class MqttSummary:
-    """What a run did: messages received/acknowledged, observations stored, and the rest."""
+class MqttSummary(FeedSummary):
+    """What a run did: the pipeline's counts (read, stored, duplicates, flagged, quarantined,
+    notes) plus messages received and acknowledged, reconnects, batches and time."""
 
+    feed: str = FEED
     received: int = 0
     acknowledged: int = 0
-    read: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    flagged: int = 0
-    quarantined: int = 0
     reconnects: int = 0
     batches: int = 0
     elapsed_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -88,51 +80,6 @@ class MqttOptions:
     idle_exit_s: float | None = None
     max_payload_bytes: int = MAX_PAYLOAD_BYTES
     keepalive_s: int = 30
-
-
-class RegisteringIngestor(Ingestor):
-    """An :class:`Ingestor` that skips entity registration for a batch whose devices and
-    datastreams it has already registered unchanged.
-
-    A file batch holds hours of readings, an MQTT batch a fraction of a second: building every
-    Thing and Datastream model again for each small batch would cost more than storing it.
-    """
-
-    def __init__(self, store: Store, *, bus: Bus | None = None) -> None:
-        super().__init__(store, bus=bus)
-        self._things: dict[str, ThingSpec] = {}
-        self._streams: dict[tuple[str, str], int] = {}
-
-    def _register(self, batch: FeedBatch, readings: Readings) -> dict[str, NDArray[np.int64]]:
-        needed = _streams_with_values(readings)
-        if all(self._things.get(s.key) == s for s in _present(readings)) and all(
-            pair in self._streams for pair in needed
-        ):
-            return {
-                key: np.array(
-                    [self._streams.get((t.key, key), 0) for t in readings.things], np.int64
-                )
-                for key in readings.values
-            }
-        ids = super()._register(batch, readings)
-        self._things.update((s.key, s) for s in _present(readings))
-        for thing_key, key in needed:
-            self._streams[(thing_key, key)] = stable_id(
-                "Datastream", datastream_key(thing_key, key)
-            )
-        return ids
-
-
-def _present(readings: Readings) -> list[ThingSpec]:
-    return [readings.things[int(i)] for i in np.unique(readings.thing_index)]
-
-
-def _streams_with_values(readings: Readings) -> set[tuple[str, str]]:
-    pairs: set[tuple[str, str]] = set()
-    for key, values in readings.values.items():
-        for index in np.unique(readings.thing_index[~np.isnan(values)]):
-            pairs.add((readings.things[int(index)].key, key))
-    return pairs
 
 
 class MqttIngest:
@@ -157,7 +104,7 @@ class MqttIngest:
         self.topics = topics
         self.options = options or MqttOptions()
         self.summary = MqttSummary()
-        self._ingestor = RegisteringIngestor(store, bus=bus)
+        self._ingestor = Ingestor(store, bus=bus)
         self._book = DeviceBook()
         self._pending: list[Message] = []
         self._oldest = 0.0
@@ -282,14 +229,10 @@ class MqttIngest:
 
     def _write(self, batch: FeedBatch) -> None:
         result = self._ingestor.write(batch)
-        summary = self.summary
-        summary.batches += 1
-        summary.read += result.read
-        summary.stored += result.stored
-        summary.duplicates += result.duplicates
-        summary.flagged += result.flagged
-        summary.quarantined += result.quarantined
-        for note in result.notes:
+        notes, result.notes = result.notes, []  # logged once each, not once per batch
+        self.summary.add(result)
+        self.summary.batches += 1
+        for note in notes:
             self._note(note)
 
     def _note(self, note: str) -> None:
