@@ -3,7 +3,8 @@
 Nothing here touches the store or the web; :mod:`citytwin.cli` and :mod:`citytwin.api` read the
 twin, call these functions and write their pictures and files.
 
-- :mod:`.interpolate` — distribution maps: empirical variograms, ordinary kriging, IDW, cross-validation
+- :mod:`.grid` — the raster grid every map uses (EPSG:5186, GeoTIFF order)
+- :mod:`.interpolate` — distribution maps: variograms, ordinary kriging, IDW, cross-validation
 - :mod:`.render` — GeoTIFF (EPSG:5186), PNG maps with legend and district outlines, contour GeoJSON
 - :mod:`.noise` — energetic (dB) averaging and the Lday/Levening/Lnight/Lden indicators
 - :mod:`.hotspots` — Getis-Ord Gi* and Local Moran's I with permutation significance
