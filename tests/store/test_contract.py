@@ -231,6 +231,29 @@ def test_features_upsert_by_id_and_bbox(store: Store) -> None:
         store.features("x; DROP TABLE things")
 
 
+def test_duckdb_feature_layers_survive_reopen_without_spatial_at_open(tmp_path: Path) -> None:
+    """The spatial extension loads on the first feature call, also on a file that has layers."""
+    import shapely
+
+    from citytwin.store import FeatureBatch
+
+    url = f"duckdb:///{tmp_path / 'city.duckdb'}"
+    square = shapely.box(198000, 551800, 198100, 551900)
+    with open_store(url) as store:
+        store.write_features(
+            "districts", FeatureBatch(["gu:11140"], [{}], [shapely.to_wkb(square)])
+        )
+    with open_store(url) as store:
+        loaded = store.connection.execute(  # type: ignore[attr-defined]
+            "SELECT loaded FROM duckdb_extensions() WHERE extension_name = 'spatial'"
+        ).fetchone()
+        assert loaded == (False,)  # opening an ingest or stats run does not pay for it
+        assert store.layers() == {"districts": 1}
+        assert store.features("districts", bbox=(198050, 551850, 198060, 551860)).ids == [
+            "gu:11140"
+        ]
+
+
 def test_delete_entities_by_id_without_cascade(store: Store) -> None:
     pm, temp = _register_city(store)
     things = sorted(store.entities(Thing), key=lambda t: t.name)

@@ -18,7 +18,10 @@ index answers for entities (``id IN (…)``) and zone maps prune the observation
 :meth:`DuckDBStore.existing` likewise name a few datastreams and their time span in the SQL.
 
 The spatial extension is loaded from the ``duckdb-extension-spatial`` wheel by path: ``INSTALL
-spatial`` would try to download it, which fails offline.
+spatial`` would try to download it, which fails offline. It is loaded on the first use of a city
+feature layer, not at open: the 80 MB library takes ~0.3 s to load, which every ``citytwin
+ingest``/``stats`` run and every ingest would otherwise pay for nothing (``GEOMETRY`` itself is a
+core type, so a file with feature tables opens without it).
 """
 
 from __future__ import annotations
@@ -251,7 +254,7 @@ class DuckDBStore(Store):
             raise StoreError(f"cannot open DuckDB store {self.path}: {exc}") from exc
         if threads:
             self._con.execute(f"SET threads = {int(threads)}")
-        self._con.execute(f"LOAD '{spatial_extension_path()}'")
+        self._spatial_loaded = False
         for statement in _DDL:
             self._con.execute(statement)
         self._con.execute(
@@ -646,6 +649,9 @@ class DuckDBStore(Store):
     # -- city features ----------------------------------------------------------------------
     def _feature_table(self, layer: str) -> str:
         table = f"feature_{check_layer_name(layer)}"
+        if not self._spatial_loaded:
+            self._con.execute(f"LOAD '{spatial_extension_path()}'")
+            self._spatial_loaded = True
         self._con.execute(
             f"CREATE TABLE IF NOT EXISTS {table} "
             "(id VARCHAR PRIMARY KEY, properties JSON, geom GEOMETRY)"
