@@ -17,11 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from citytwin import __version__
+from citytwin.cli._shared import (
+    StoreOption,
+    cli_state,
+    console,
+    domain_errors,
+    err_console,
+    progress_bar,
+    settings_for,
+    summary_table,
+)
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
 
@@ -41,23 +48,6 @@ quarantine_app = typer.Typer(
     help="Inspect records that could not be ingested.", no_args_is_help=True
 )
 app.add_typer(quarantine_app, name="quarantine")
-console = Console()
-err_console = Console(stderr=True)
-_state: dict[str, Any] = {"debug": False}
-
-StoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--store",
-        "-s",
-        help="Store URL: duckdb:///path/city.duckdb (default), memory://. Env: CITYTWIN_STORE_URL.",
-        show_default=False,
-    ),
-]
-
-
-def _settings(store: str | None, **overrides: object) -> Settings:
-    return Settings.from_env(store_url=store, **overrides)
 
 
 def _version(value: bool) -> None:
@@ -77,7 +67,7 @@ def main_callback(
     ] = False,
 ) -> None:
     """citytwin — ingest city feeds into a standard (OGC SensorThings) model."""
-    _state["debug"] = debug
+    cli_state["debug"] = debug
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -177,7 +167,7 @@ def ingest(
             raise typer.BadParameter(
                 "the mqtt feed reads a broker, not files; drop the paths", param_hint="PATHS"
             )
-        settings = _settings(store)
+        settings = settings_for(store)
         _ingest_mqtt(
             settings,
             broker or settings.mqtt_url or DEFAULT_BROKER_URL,
@@ -204,7 +194,7 @@ def ingest(
         for k, v in {"registry": registry, "stations": stations, "mapping": mapping}.items()
         if v
     }
-    report = _ingest_with_progress(feed, [str(p) for p in paths], _settings(store), options)
+    report = _ingest_with_progress(feed, [str(p) for p in paths], settings_for(store), options)
     if report.nothing_read:
         err_console.print("[red]nothing could be read[/red] from the given input")
         raise typer.Exit(1)
@@ -243,7 +233,7 @@ def _ingest_mqtt(
     options = MqttOptions(
         client_id=client_id or DEFAULT_CLIENT_ID, max_messages=max_messages, idle_exit_s=idle_exit
     )
-    with _domain_errors():
+    with domain_errors():
         parse_broker_url(broker)
         with open_store(settings.store_url) as opened, _stop_on_signals() as stop:
             err_console.print(
@@ -264,7 +254,7 @@ def _print_mqtt_summary(summary: MqttSummary) -> None:
         "quarantined",
         "reconnects",
     )
-    table = _table("mqtt ingest summary", [*counts, "msg/s"], right=(*counts, "msg/s"))
+    table = summary_table("mqtt ingest summary", [*counts, "msg/s"], right=(*counts, "msg/s"))
     rate = summary.received / summary.elapsed_s if summary.elapsed_s else 0.0
     table.add_row(*(f"{getattr(summary, c):,}" for c in counts), f"{rate:,.0f}")
     console.print(table)
@@ -282,54 +272,22 @@ def _ingest_with_progress(
     """Run a feed over files behind a progress bar (bytes), then print the summary table."""
     from citytwin.ingest.runner import ingest_paths
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"ingest {feed}", total=None)
 
         def advance(done: int, total: int, name: str) -> None:
             progress.update(task, completed=done, total=total, description=f"{feed}: {name}")
 
         report = ingest_paths(
-            feed, files, settings, options=options, on_progress=advance, debug=_state["debug"]
+            feed, files, settings, options=options, on_progress=advance, debug=cli_state["debug"]
         )
     _print_report(report)
     return report
 
 
-@contextmanager
-def _domain_errors() -> Iterator[None]:
-    """A domain error inside a command: one red line and exit code 2, never a traceback."""
-    try:
-        yield
-    except CitytwinError as exc:
-        if _state["debug"]:
-            raise
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-
-
-def _table(title: str, columns: list[str], right: tuple[str, ...] = ()) -> Table:
-    """A summary table; cells fold rather than truncate, so narrow terminals lose nothing."""
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold", justify="right" if column in right else "left")
-    return table
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-        disable=not err_console.is_terminal,
-    )
-
-
 def _print_report(report: IngestReport) -> None:
     counts = ("files", "rows", "read", "stored", "duplicates", "flagged", "quarantined")
-    table = _table("ingest summary", ["feed", *counts], right=counts)
+    table = summary_table("ingest summary", ["feed", *counts], right=counts)
     for summary in report.feeds.values():
         table.add_row(
             summary.feed,
@@ -355,10 +313,10 @@ def stats(store: StoreOption = None) -> None:
     """Observation counts per feed and observed property, time span, quarantine reasons."""
     from citytwin.store import open_store
 
-    with open_store(_settings(store).store_url) as opened:
+    with open_store(settings_for(store).store_url) as opened:
         rows = opened.stats()
         quarantined = opened.quarantined()
-    table = _table(
+    table = summary_table(
         "observations",
         ["feed", "property", "datastreams", "observations", "flagged", "first (UTC)", "last (UTC)"],
         right=("datastreams", "observations", "flagged"),
@@ -378,7 +336,7 @@ def stats(store: StoreOption = None) -> None:
     for record in quarantined:
         key = (record.feed, record.reason.split(":")[0][:80])
         reasons[key] = reasons.get(key, 0) + 1
-    q = _table(
+    q = summary_table(
         f"quarantine ({len(quarantined):,} records)",
         ["feed", "reason", "records"],
         right=("records",),
@@ -397,9 +355,9 @@ def quarantine_list(
     """Show quarantined records: source, line, reason and raw text."""
     from citytwin.store import open_store
 
-    with open_store(_settings(store).store_url) as opened:
+    with open_store(settings_for(store).store_url) as opened:
         records = opened.quarantined(feed=feed, limit=limit)
-    table = _table(
+    table = summary_table(
         f"quarantined records (first {limit})", ["feed", "source", "line", "reason", "raw"]
     )
     for r in records:
@@ -418,7 +376,7 @@ def quarantine_export(
     """Write quarantined records to CSV (UTF-8 with BOM, opens cleanly in Excel)."""
     from citytwin.store import open_store
 
-    with open_store(_settings(store).store_url) as opened:
+    with open_store(settings_for(store).store_url) as opened:
         records = opened.quarantined(feed=feed)
     with out.open("w", newline="", encoding="utf-8-sig") as handle:
         writer = csv.writer(handle)
@@ -467,8 +425,8 @@ def import_(
         )
     if level not in (None, "gu", "dong"):
         raise typer.BadParameter(f"{level!r}; expected gu or dong", param_hint="--level")
-    settings = _settings(store)
-    with _domain_errors(), open_store(settings.store_url) as opened:
+    settings = settings_for(store)
+    with domain_errors(), open_store(settings.store_url) as opened:
         if kind == "boundaries":
             reports = [
                 import_districts(
@@ -490,7 +448,7 @@ def import_(
             ]
         else:
             reports = import_network(opened, path, crs=settings.city_crs)
-    table = _table(
+    table = summary_table(
         f"import {kind}",
         ["layer", "read", "inserted", "replaced", "problems"],
         right=("read", "inserted", "replaced", "problems"),
@@ -530,8 +488,8 @@ def export(
         raise typer.BadParameter(
             f"{format!r}; expected one of {', '.join(EXPORT_FORMATS)}", param_hint="FORMAT"
         )
-    settings = _settings(store)
-    with _domain_errors(), open_store(settings.store_url) as opened:
+    settings = settings_for(store)
+    with domain_errors(), open_store(settings.store_url) as opened:
         if layer not in opened.layers():
             known = ", ".join(opened.layers()) or "none yet (citytwin import …)"
             raise typer.BadParameter(f"{layer!r}; the store has: {known}", param_hint="--layer")
@@ -584,9 +542,9 @@ def serve(
 
     # the env wins when set (a proxy in front); else links name the address served
     public = None if "CITYTWIN_PUBLIC_URL" in os.environ else f"http://{host}:{port}"
-    with _domain_errors():
+    with domain_errors():
         topics = tuple(ingest_topic) if ingest_topic else None
-        settings = _settings(store, mqtt_url=mqtt, public_url=public, mqtt_ingest_topics=topics)
+        settings = settings_for(store, mqtt_url=mqtt, public_url=public, mqtt_ingest_topics=topics)
         if settings.mqtt_ingest_topics and not settings.mqtt_url:
             err_console.print("[red]error:[/red] --ingest-topic needs --mqtt (the broker)")
             raise typer.Exit(2)
@@ -620,7 +578,7 @@ def broker(
     """
     from citytwin.mqtt.broker import Mosquitto
 
-    with _domain_errors():
+    with domain_errors():
         running = Mosquitto(directory, port=port, autosave_s=autosave).start()
     with _stop_on_signals() as stop:
         console.print(
@@ -643,7 +601,7 @@ def bind(store: StoreOption = None) -> None:
     from citytwin.space.city import bind_sensors
     from citytwin.store import open_store
 
-    settings = _settings(store)
+    settings = settings_for(store)
     with open_store(settings.store_url) as opened:
         try:
             report = bind_sensors(opened, crs=settings.city_crs)
@@ -666,7 +624,7 @@ def vocabulary() -> None:
     """List the observed properties: key, names, UCUM unit, valid range."""
     from citytwin.model.vocabulary import PROPERTIES
 
-    table = _table(
+    table = summary_table(
         f"{len(PROPERTIES)} observed properties", ["key", "name", "이름", "UCUM", "valid range"]
     )
     for p in PROPERTIES:
@@ -700,7 +658,7 @@ def demo(
     from citytwin.space.democity import build_demo_city, write_demo_city
     from citytwin.store import open_store
 
-    settings = _settings(store or f"duckdb:///{out / 'city.duckdb'}")
+    settings = settings_for(store or f"duckdb:///{out / 'city.duckdb'}")
     console.print(
         f"[bold]1/4[/bold] building the demo city ({buildings:,} buildings, "
         f"{sensors:,} sensor sites) in {out}/city/"
@@ -756,7 +714,7 @@ def main() -> None:
     try:
         app()
     except CitytwinError as exc:
-        if _state["debug"]:
+        if cli_state["debug"]:
             raise
         err_console.print(f"[red]error:[/red] {exc}")
         sys.exit(2)

@@ -1,0 +1,5 @@
+"""``python -m citytwin.cli``."""
+
+from citytwin.cli import main
+
+main()
