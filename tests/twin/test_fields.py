@@ -73,8 +73,9 @@ def test_panel_is_sensors_by_hours(store: Store) -> None:
         datetime(2020, 3, 14, 15, tzinfo=UTC),
         datetime(2020, 3, 14, 16, tzinfo=UTC),
     ]
-    assert panel.loc["sdot:V02Q1940790"].tolist()[0] == 15.0
-    assert math.isnan(panel.loc["sdot:V02Q1940790"].tolist()[1])
+    row = panel.to_numpy()[panel.index.get_loc("sdot:V02Q1940790")]
+    assert row[0] == 15.0
+    assert math.isnan(row[1])
     assert sensors["thing"].tolist() == panel.index.tolist()
 
 
