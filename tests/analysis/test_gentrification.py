@@ -19,13 +19,14 @@ from scipy.stats import spearmanr
 
 from citytwin.analysis.gentrification import (
     DEFAULT_WEIGHTS,
-    STAGE_COLOURS,
     THRESHOLDS,
-    GentrificationMapping,
-    gentrification_geojson,
     gentrification_index,
     indicator_panel,
-    load_mapping,
+)
+from citytwin.analysis.gentrification_mapping import GentrificationMapping, load_mapping
+from citytwin.analysis.gentrification_maps import (
+    STAGE_COLOURS,
+    gentrification_geojson,
     render_gentrification_map,
 )
 from citytwin.emulator.gentrification import COLUMNS, generate_panel

@@ -15,12 +15,11 @@ import shapely
 from PIL import Image
 from pyproj import Transformer
 
-from citytwin.analysis.traffic import (
-    congestion_index,
+from citytwin.analysis.topis_files import read_topis
+from citytwin.analysis.traffic import congestion_index, recurring_bottlenecks
+from citytwin.analysis.traffic_maps import (
     congestion_layer,
     hour_weekday_matrix,
-    read_topis,
-    recurring_bottlenecks,
     render_congestion_map,
     render_hour_weekday_heatmap,
 )

@@ -44,6 +44,7 @@ computational approach to edge detection*, IEEE PAMI 8, 679–698 (hysteresis th
 
 Cost: a few (sensors × neighbours × times) array passes, two pandas rolling medians per score
 and two sparse connected-component labellings; 1,000 sensors × 720 readings take ~3 s.
+The robust statistics and run helpers are in :mod:`citytwin.analysis.robust`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
+from citytwin.analysis.robust import (
+    nan_median,
+    robust_z,
+    run_lengths,
+    run_spans,
+    runs_touching,
+    stuck_runs,
+)
 from citytwin.errors import ValidationError
 from citytwin.model.quality import Flag
 
@@ -70,9 +79,6 @@ Ints = NDArray[np.int64]
 NORMAL, FAULT, EVENT = 0, 1, 2
 HARD_FLAGS = Flag.RANGE | Flag.STUCK  # the value itself is wrong: left out of every consensus
 SOFT_FLAGS = Flag.SPIKE | Flag.STEP | Flag.DRIFT | Flag.SOURCE  # wrong unless an event explains it
-_MAD_SD = 1.4826  # MAD → standard deviation of a normal distribution
-_SCALE_FLOOR = 0.1  # a sensor's scale is at least this share of the network's median scale …
-_SCALE_CAP = 2.0  # … and at most this multiple: a long fault (drift) inflates its own MAD
 
 
 @dataclass(frozen=True)
@@ -210,7 +216,7 @@ def detect_anomalies(
     divergence = robust_z(clean - consensus, window)
     stuck = stuck_runs(y, consensus, stuck_readings)
     size = np.abs(np.nan_to_num(divergence))
-    diverging = _runs_touching(size >= extend * divergence_threshold, size >= divergence_threshold)
+    diverging = runs_touching(size >= extend * divergence_threshold, size >= divergence_threshold)
     rim = diverging & (divergence > 0) & (rise >= extend * rise_threshold) & ~rising & ~hard
     event = _grow(event, rim, nbr, valid)
     component = _event_components(event, nbr, valid)
@@ -273,51 +279,6 @@ def _validate(
     return y, hard, soft, stamps
 
 
-def nan_median(a: Floats, *, axis: int) -> Floats:
-    """Median along ``axis`` ignoring NaN (NaN where all are NaN), without numpy's warning.
-
-    >>> nan_median(np.array([[1.0, np.nan, 3.0, 10.0], [np.nan] * 4]), axis=1).tolist()
-    [3.0, nan]
-    """
-    ordered = np.sort(a, axis=axis)  # NaN sort last
-    count = np.sum(~np.isnan(a), axis=axis, keepdims=True)
-    low = np.take_along_axis(ordered, np.maximum(count - 1, 0) // 2, axis=axis)
-    high = np.take_along_axis(ordered, count // 2 - (count == 0), axis=axis)
-    out: Floats = np.squeeze(0.5 * (low + high), axis=axis)
-    return out
-
-
-def _trailing_median(a: Floats, window: int) -> Floats:
-    """Median of each row over the trailing ``window`` columns; warm-up columns share the first
-    full window's median (pandas' skip-list rolling median, NaN ignored)."""
-    rolled = pd.DataFrame(a.T).rolling(window, min_periods=1).median().to_numpy().T.copy()
-    full = min(window, a.shape[1]) - 1
-    rolled[:, :full] = rolled[:, full : full + 1]
-    out: Floats = rolled
-    return out
-
-
-def robust_z(a: Floats, window: int) -> Floats:
-    """(a − trailing median) / (1.4826 × trailing MAD), each row its own scale, clipped to
-    :data:`_SCALE_FLOOR`–:data:`_SCALE_CAP` × the network's median scale: a quantised, quiet
-    sensor stays finite, and a drift that fills much of the window cannot hide by inflating
-    its own scale (sensors of one model share their noise, so honest scales differ less).
-
-    >>> a = np.tile([0.0, 1.0, -1.0, 0.5, -0.5], (2, 4))
-    >>> a[1, -1] = 12.0
-    >>> robust_z(a, 100)[:, -1].round(1).tolist()
-    [-0.7, 16.2]
-    """
-    centre = _trailing_median(a, window)
-    scale = _MAD_SD * _trailing_median(np.abs(a - centre), window)
-    typical = float(np.nan_to_num(nan_median(scale.ravel(), axis=0)))
-    floor = max(_SCALE_FLOOR * typical, 1e-12)
-    out: Floats = (a - centre) / np.clip(
-        np.nan_to_num(scale, nan=floor), floor, _SCALE_CAP * typical
-    )
-    return out
-
-
 def _neighbours(xy: Floats, k: int, max_distance: float | None) -> tuple[Ints, Bools]:
     """Indices ``(n, k)`` of each sensor's k nearest others, and which lie within reach."""
     distance, index = cKDTree(xy).query(xy, k=k + 1)
@@ -349,7 +310,7 @@ def _events(rising: Bools, nbr: Ints, valid: Bools, m: int, persist: int) -> tup
     a, b = i * steps + t, nbr[i, kk] * steps + t
     spatial = _components(a, b, n * steps)
     coherent = (rising.ravel() & (np.bincount(spatial)[spatial] >= m)).reshape(n, steps)
-    event = _runs_touching(rising, coherent & (_run_lengths(coherent) >= persist))
+    event = runs_touching(rising, coherent & (run_lengths(coherent) >= persist))
     return event, support.astype(np.float64)
 
 
@@ -375,31 +336,6 @@ def _event_components(event: Bools, nbr: Ints, valid: Bools) -> Ints:
     return _components(a, b, n * steps).reshape(n, steps)
 
 
-def _run_ids(mask: Bools) -> Ints:
-    """Id of each cell's run of True along its row (False cells carry a neighbour's id)."""
-    start = mask.copy()
-    start[:, 1:] &= ~mask[:, :-1]
-    out: Ints = np.cumsum(start.ravel(), dtype=np.int64).reshape(mask.shape)
-    return out
-
-
-def _run_lengths(mask: Bools) -> Ints:
-    """Length of the run of True each True cell belongs to (0 for False cells)."""
-    ids = _run_ids(mask)
-    length = np.bincount(ids.ravel(), weights=mask.ravel()).astype(np.int64)
-    out: Ints = np.where(mask, length[ids], 0)
-    return out
-
-
-def _runs_touching(candidate: Bools, core: Bools) -> Bools:
-    """Candidate cells whose run of candidates (along the row) holds a core cell: hysteresis
-    thresholding (Canny 1986) along time."""
-    ids = _run_ids(candidate)
-    has = np.bincount(ids.ravel(), weights=(candidate & core).ravel()) > 0
-    out: Bools = candidate & has[ids]
-    return out
-
-
 def _components(a: Ints, b: Ints, size: int) -> Ints:
     """Connected-component id of each of ``size`` nodes, given edges ``a``–``b``."""
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(size, size))
@@ -408,44 +344,11 @@ def _components(a: Ints, b: Ints, size: int) -> Ints:
     return out
 
 
-def stuck_runs(y: Floats, consensus: Floats, length: int) -> Bools:
-    """Readings in runs of ≥ ``length`` identical values while the neighbours' consensus moves.
-
-    >>> y = np.array([[1.0, 2, 2, 2, 2, 3], [1, 2, 2, 2, 2, 3]])
-    >>> moving = np.array([[0.0, 1, 2, 3, 4, 5], [0, 1, 1, 1, 1, 5]])
-    >>> stuck_runs(y, moving, 4).astype(int).tolist()
-    [[0, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0]]
-    """
-    n, steps = y.shape
-    same = np.zeros((n, steps + 1), bool)
-    same[:, 1:steps] = y[:, 1:] == y[:, :-1]
-    edge = np.diff(same.astype(np.int8), axis=1, prepend=0)
-    row, first = np.nonzero(edge == 1)  # first repeat; the run starts one reading earlier
-    _, after = np.nonzero(edge == -1)
-    start = first - 1
-    moved = np.cumsum(np.r_["1", np.zeros((n, 1)), np.abs(np.diff(np.nan_to_num(consensus)))], 1)
-    changes = moved[row, after - 1] - moved[row, start]
-    keep = (after - start >= length) & (changes > 0)
-    out = np.zeros(n * steps + 1, np.int64)
-    np.add.at(out, row[keep] * steps + start[keep], 1)
-    np.add.at(out, row[keep] * steps + after[keep], -1)
-    stuck: Bools = np.cumsum(out[:-1]).reshape(n, steps) > 0
-    return stuck
-
-
-def _runs(mask: Bools) -> tuple[Ints, Ints, Ints]:
-    """Sensor, first and last time index of every run of True along each row."""
-    edge = np.diff(np.pad(mask.astype(np.int8), ((0, 0), (1, 1))), axis=1)
-    row, first = np.nonzero(edge == 1)
-    _, after = np.nonzero(edge == -1)
-    return row.astype(np.int64), first.astype(np.int64), after.astype(np.int64) - 1
-
-
 def _fault_episodes(
     fault: Bools, divergence: Floats, stuck: Bools, flagged: Bools
 ) -> list[Episode]:
     """One episode per run of fault readings on a sensor."""
-    row, first, last = _runs(fault)
+    row, first, last = run_spans(fault)
     score = np.abs(np.nan_to_num(divergence))
     flat = np.nonzero(fault.ravel())[0]
     starts = np.searchsorted(flat, row * fault.shape[1] + first)

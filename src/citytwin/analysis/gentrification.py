@@ -13,13 +13,9 @@ Project typology (Chapple & Zuk, 2016, *Cityscape* 18(3):109) separates early, o
 advanced gentrification.
 
 Any per-dong table with two or more periods per dong is read through a
-:class:`GentrificationMapping` (YAML; a ``demo`` preset maps the emulator's panel). Raw keys:
-
-``business_count``, ``business_openings``, ``business_closures``, ``franchise_count`` or
-``franchise_share``, ``rent_per_m2``, ``land_price``, ``population``, ``population_20_39`` or
-``share_20_39``, ``population_65_plus`` or ``share_65_plus``, ``households``,
-``residents_moved_out``. Shares are fractions (0–1). A mapping needs a price column
-(``rent_per_m2`` or ``land_price``) and inputs for at least two scored indicators.
+:class:`~citytwin.analysis.gentrification_mapping.GentrificationMapping` (YAML; a ``demo`` preset
+maps the emulator's panel); the raw keys it may name are listed in
+:mod:`citytwin.analysis.gentrification_mapping`.
 
 Derived indicators over the span (:func:`indicator_panel`), each a per-dong trend fitted by least
 squares over *all* periods, not two end points, so one noisy year does not decide it:
@@ -71,74 +67,29 @@ of noisy, imperfectly correlated scores shrinks towards 0 and each score is capp
 cuts sit below the single-score conventions of 1, 2 and 3 SDs. An index of 2 (a single normal
 score's 98th percentile) needs nearly every indicator to be extreme at once: the KRIHS 위험
 stage. The cuts were checked against :mod:`citytwin.emulator.gentrification`, which plants the
-stages (see the tests for the recovery figures). The map and GeoJSON helpers are at the end.
+stages (see the tests for the recovery figures). The map and GeoJSON are in
+:mod:`citytwin.analysis.gentrification_maps`.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Final, NamedTuple
+from typing import Final
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
-import shapely.geometry
-import yaml
-from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import PatchCollection
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch, PathPatch
-from matplotlib.path import Path as MplPath
 from numpy.typing import NDArray
-from pyproj import Transformer
 
+from citytwin.analysis.gentrification_mapping import (
+    INDICATORS,
+    SHARE_KEYS,
+    GentrificationMapping,
+)
 from citytwin.errors import MappingError, ValidationError
 
 logger = logging.getLogger(__name__)
 F64 = NDArray[np.float64]
 
-RAW_KEYS: Final = (
-    "business_count", "business_openings", "business_closures", "franchise_count",
-    "franchise_share", "rent_per_m2", "land_price", "population", "population_20_39",
-    "share_20_39", "population_65_plus", "share_65_plus", "households", "residents_moved_out",
-)  # fmt: skip
-SHARE_KEYS: Final = frozenset({"franchise_share", "share_20_39", "share_65_plus"})
-PRICE_KEYS: Final = ("rent_per_m2", "land_price")
-
-
-class Indicator(NamedTuple):
-    """A derived indicator: alternative input sets, sign (+1: more gentrification), weight."""
-
-    inputs: tuple[tuple[str, ...], ...]
-    direction: int
-    weight: float
-
-
-INDICATORS: Final = {
-    "rent_growth": Indicator((("rent_per_m2",),), 1, 2 / 9),
-    "land_price_growth": Indicator((("land_price",),), 1, 1 / 9),
-    "business_growth": Indicator((("business_count",),), 1, 1 / 9),
-    "business_turnover": Indicator(
-        (("business_openings", "business_closures", "business_count"),), 1, 1 / 9
-    ),
-    "franchise_share_change": Indicator(
-        (("franchise_share",), ("franchise_count", "business_count")), 1, 1 / 9
-    ),
-    "young_adult_share_change": Indicator(
-        (("share_20_39",), ("population_20_39", "population")), 1, 1 / 9
-    ),
-    "elderly_share_change": Indicator(
-        (("share_65_plus",), ("population_65_plus", "population")), -1, 1 / 9
-    ),
-    "out_migration_rate": Indicator((("residents_moved_out", "population"),), 1, 1 / 9),
-    "population_change": Indicator((("population",),), -1, 0.0),
-    "household_size_change": Indicator((("population", "households"),), -1, 0.0),
-}
 DEFAULT_WEIGHTS: Final = {name: spec.weight for name, spec in INDICATORS.items() if spec.weight}
 STAGES: Final = (
     ("stable", "안정"),
@@ -148,81 +99,6 @@ STAGES: Final = (
 )
 THRESHOLDS: Final = (0.5, 1.25, 2.0)
 CLIP: Final = 3.0
-#: preset name → file in ``citytwin/analysis/presets``
-PRESETS: Final = {"demo": "gentrification.yaml"}
-_MAPPING_KEYS: Final = ("name", "description", "dong", "dong_name", "period", "indicators")
-
-
-@dataclass(frozen=True)
-class GentrificationMapping:
-    """Which columns of a per-dong table hold the dong id, the period and each raw indicator.
-
-    Examples
-    --------
-    >>> GentrificationMapping(dong="id", period="year", indicators={"rent": "r"})
-    Traceback (most recent call last):
-    ...
-    citytwin.errors.MappingError: gentrification mapping 'custom': indicators: unknown key 'rent'...
-    """
-
-    dong: str
-    period: str
-    indicators: dict[str, str] = field(default_factory=dict)
-    dong_name: str | None = None
-    name: str = "custom"
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        problems = [
-            f"indicators: unknown key {key!r}; expected one of: {', '.join(RAW_KEYS)}"
-            for key in self.indicators
-            if key not in RAW_KEYS
-        ]
-        if not problems and not any(key in self.indicators for key in PRICE_KEYS):
-            problems.append(f"indicators: no price column; name one of {', '.join(PRICE_KEYS)}")
-        scored = [name for name in self.computable() if INDICATORS[name].weight > 0]
-        if not problems and len(scored) < 2:
-            problems.append(f"indicators: inputs for only {scored}; at least two scored needed")
-        if problems:
-            raise MappingError(f"gentrification mapping {self.name!r}", "; ".join(problems))
-
-    def computable(self) -> list[str]:
-        """Derived indicators whose inputs this mapping names."""
-        keys = set(self.indicators)
-        return [n for n, s in INDICATORS.items() if any(set(i) <= keys for i in s.inputs)]
-
-
-def load_mapping(source: str | Path) -> GentrificationMapping:
-    """A mapping from a YAML file, or a bundled preset by name (``"demo"``).
-
-    Examples
-    --------
-    >>> mapping = load_mapping("demo")
-    >>> mapping.dong, mapping.indicators["rent_per_m2"]
-    ('행정동_코드', '임대료_천원_m2')
-    """
-    if isinstance(source, str) and not source.endswith((".yaml", ".yml")) and "/" not in source:
-        if source not in PRESETS:
-            raise MappingError(source, f"unknown preset; expected one of: {', '.join(PRESETS)}")
-        preset = resources.files("citytwin.analysis").joinpath("presets", PRESETS[source])
-        text, where = preset.read_text("utf-8"), f"preset {source}"
-    else:
-        try:
-            text, where = Path(source).read_text("utf-8"), str(source)
-        except OSError as error:
-            raise MappingError(str(source), f"cannot read: {error.strerror}") from error
-    document = yaml.safe_load(text)
-    if not isinstance(document, dict):
-        raise MappingError(where, "expected a mapping of keys dong, period, indicators …")
-    unknown = sorted(set(document) - set(_MAPPING_KEYS))
-    missing = [key for key in ("dong", "period", "indicators") if key not in document]
-    if unknown or missing or not isinstance(document.get("indicators"), dict):
-        raise MappingError(
-            where, f"unknown keys {unknown}, missing {missing}; expected {', '.join(_MAPPING_KEYS)}"
-        )
-    fields = {k: str(v) for k, v in document.items() if k != "indicators" and v is not None}
-    indicators = {str(k): str(v) for k, v in document["indicators"].items()}
-    return GentrificationMapping(**fields, indicators=indicators)
 
 
 def indicator_panel(table: pd.DataFrame, mapping: GentrificationMapping) -> pd.DataFrame:
@@ -449,154 +325,3 @@ def _robust_z(values: F64) -> F64:
             (column - centre) / spread if spread > 0 else np.where(np.isnan(column), np.nan, 0)
         )
     return z
-
-
-# --- maps ----------------------------------------------------------------------------------------
-
-STAGE_COLOURS: Final = ("#d9ead3", "#ffd966", "#f6a04d", "#cc2929")
-NO_DATA_COLOUR: Final = "#f2f2f2"
-_CJK_FONTS: Final = ("CJK", "Nanum", "Malgun", "AppleGothic", "UnDotum", "Baekmuk")
-
-
-def render_gentrification_map(
-    path: str | Path,
-    districts: gpd.GeoDataFrame,
-    result: pd.DataFrame,
-    *,
-    key: str = "code",
-    title: str = "Gentrification stage by dong",
-) -> Path:
-    """A PNG choropleth of the stages, with a legend; dongs without a stage are pale grey.
-
-    ``districts`` are dong polygons (a ``level`` column, if any, selects ``"dong"``) whose ``key``
-    column matches ``result``'s index. Labels are Korean only when a CJK font is installed.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> path = Path(tempfile.mkdtemp()) / "stages.png"
-    >>> render_gentrification_map(path, _SQUARES, _SQUARE_RESULT).stat().st_size > 5_000
-    True
-    """
-    joined = _join(districts, result, key)
-    korean = _korean_font()
-    figure = Figure(figsize=(9, 6), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    colours = [STAGE_COLOURS[int(s)] if pd.notna(s) else NO_DATA_COLOUR for s in joined["stage"]]
-    patches = [PathPatch(_mpl_path(geometry)) for geometry in joined.geometry]
-    axes.add_collection(PatchCollection(patches, facecolors=colours, edgecolors="#555555", lw=0.4))
-    minx, miny, maxx, maxy = joined.total_bounds
-    axes.set_xlim(minx, maxx)
-    axes.set_ylim(miny, maxy)
-    axes.set_aspect("equal")
-    axes.set_axis_off()
-    labels = [f"{ko} {en}" if korean else en for en, ko in STAGES] + ["no data"]
-    handles = [
-        Patch(facecolor=c, edgecolor="#555555", label=label)
-        for c, label in zip((*STAGE_COLOURS, NO_DATA_COLOUR), labels, strict=True)
-    ]
-    font = {"family": korean} if korean else None
-    axes.legend(
-        handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), prop=font, title="stage"
-    )
-    axes.set_title(title)
-    target = Path(path)
-    figure.savefig(target, format="png", bbox_inches="tight")
-    return target
-
-
-def gentrification_geojson(
-    districts: gpd.GeoDataFrame, result: pd.DataFrame, *, key: str = "code"
-) -> dict[str, object]:
-    """A GeoJSON FeatureCollection (RFC 7946: WGS84 lon/lat, counter-clockwise shells).
-
-    Properties: the dong ``key`` and ``name`` (if any), ``index``, ``stage``, ``stage_name``,
-    ``stage_ko`` and ``weight_coverage`` (``null`` where missing).
-
-    Examples
-    --------
-    >>> collection = gentrification_geojson(_SQUARES, _SQUARE_RESULT)
-    >>> [f["properties"]["stage_name"] for f in collection["features"]]
-    ['stable', 'advanced']
-    >>> square = shapely.geometry.shape(collection["features"][0]["geometry"])
-    >>> tuple(round(edge, 4) for edge in square.bounds)
-    (127.0, 38.0, 127.0114, 38.009)
-    """
-    joined = _join(districts, result, key)
-    lonlat = Transformer.from_crs(joined.crs, "EPSG:4326", always_xy=True)
-    shapes = shapely.orient_polygons(
-        shapely.transform(
-            np.asarray(joined.geometry.array), lambda xy: np.c_[lonlat.transform(*xy.T)]
-        )
-    )
-    columns = [c for c in (key, "name", "index", "stage", "stage_name", "stage_ko",
-                           "weight_coverage") if c in joined]  # fmt: skip
-    features = [
-        {"type": "Feature", "geometry": shapely.geometry.mapping(shape),
-         "properties": {c: _plain(v) for c, v in zip(columns, row, strict=True)}}
-        for shape, row in zip(shapes, joined[columns].itertuples(index=False), strict=True)
-    ]  # fmt: skip
-    return {"type": "FeatureCollection", "features": features}
-
-
-def _plain(value: object) -> object:
-    """A JSON-ready scalar: numpy numbers as Python ones, missing values as ``None``."""
-    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _join(districts: gpd.GeoDataFrame, result: pd.DataFrame, key: str) -> gpd.GeoDataFrame:
-    """Dong polygons with the result's columns, matched on ``districts[key]`` = result index."""
-    if key not in districts.columns or districts.crs is None:
-        raise ValidationError(
-            f"districts: expected a CRS and a {key!r} column; columns {list(districts.columns)}, "
-            f"crs {districts.crs}"
-        )
-    dongs = districts[districts["level"] == "dong"] if "level" in districts else districts
-    ids = result.index.astype(str)
-    columns = result.drop(columns=[c for c in result.columns if c in dongs.columns])
-    joined = dongs.merge(columns.set_axis(ids), left_on=dongs[key].astype(str), right_index=True,
-                         how="left")  # fmt: skip
-    matched = int(dongs[key].astype(str).isin(ids).sum())
-    if matched == 0:
-        raise ValidationError(
-            f"districts[{key!r}]: no value matches the result's dong ids "
-            f"(e.g. {list(ids[:3])} versus {list(dongs[key].astype(str)[:3])})"
-        )
-    logger.info("gentrification map: %d of %d dong have a result", matched, len(dongs))
-    return joined
-
-
-def _mpl_path(geometry: shapely.Geometry) -> MplPath:
-    """A compound matplotlib path of a (multi)polygon, holes included."""
-    rings = [
-        np.asarray(ring.coords)
-        for polygon in shapely.get_parts(geometry)
-        for ring in (polygon.exterior, *polygon.interiors)
-    ]
-    return MplPath.make_compound_path(*(MplPath(ring, closed=True) for ring in rings))
-
-
-def _korean_font() -> str | None:
-    """The name of an installed font with Hangul, if any."""
-    for font in font_manager.fontManager.ttflist:
-        if any(mark in font.name for mark in _CJK_FONTS):
-            return str(font.name)
-    return None
-
-
-# two 1-km squares at EPSG:5186's origin (127° E, 38° N), for the examples above
-_SQUARES = gpd.GeoDataFrame(
-    {"code": ["a", "b"]},
-    geometry=[
-        shapely.box(200_000, 600_000, 201_000, 601_000),
-        shapely.box(201_000, 600_000, 202_000, 601_000),
-    ],
-    crs="EPSG:5186",
-)
-_SQUARE_RESULT = pd.DataFrame(
-    {"index": [0.1, 2.5], "stage": pd.array([0, 3], dtype="Int64"),
-     "stage_name": ["stable", "advanced"]}, index=["a", "b"]
-)  # fmt: skip
