@@ -29,6 +29,7 @@ from citytwin.cli._shared import (
     settings_for,
     summary_table,
 )
+from citytwin.cli.analyze import analyze_app
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
 
@@ -48,6 +49,7 @@ quarantine_app = typer.Typer(
     help="Inspect records that could not be ingested.", no_args_is_help=True
 )
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(analyze_app, name="analyze")
 
 
 def _version(value: bool) -> None:

@@ -23,7 +23,7 @@ from citytwin.analysis.anomalies import AnomalyResult, detect_anomalies
 from citytwin.analysis.grid import Grid
 from citytwin.analysis.hotspots import HotspotResult, getis_ord_gi_star, local_morans_i
 from citytwin.analysis.interpolate import CrossValidation, cross_validate, idw, krige
-from citytwin.analysis.noise import energetic_mean, noise_indicators, noise_indicators_overall
+from citytwin.analysis.noise import energetic_mean, noise_indicators, station_indicators
 from citytwin.analysis.render import (
     contour_geojson,
     render_choropleth,
@@ -317,41 +317,47 @@ def noise_report(
     daily: bool = False,
 ) -> pd.DataFrame:
     """Noise indicators (Lday, Levening, Lnight, Lden — or the Korean day/night) per sensor over
-    the stored span (``daily``: per sensor and day), from hourly energetic means of its LEQ."""
-    twin = Twin(store)
-    catalogue = twin.catalogue()
+    the stored span, or per sensor and evaluation day (``daily``); readings of any step are
+    averaged energetically into hours first. Suspect readings (QC) are left out."""
+    catalogue = Twin(store).catalogue()
     streams = catalogue[catalogue["observed_property"] == observed_property]
     if thing is not None:
         streams = streams[streams["thing"] == thing]
     if streams.empty:
-        raise ValidationError(
-            f"no {observed_property} datastream" + (f" of {thing}" if thing else "")
-        )
+        what = f"{observed_property} datastream" + (f" of thing {thing!r}" if thing else "")
+        raise ValidationError(f"no {what} in the store")
     frame = store.observations(datastream_ids=streams["datastream_id"].astype(int).tolist())
+    keep = (frame.quality & SUSPECT) == 0
     readings = pd.DataFrame(
         {
-            "datastream_id": frame.datastream_id,
-            "time": pd.to_datetime(frame.phenomenon_time, unit="us", utc=True),
-            "level": frame.result,
+            "station": frame.datastream_id[keep],
+            "time": pd.to_datetime(frame.phenomenon_time[keep], unit="us", utc=True),
+            "level": frame.result[keep],
         }
-    )[(frame.quality & SUSPECT) == 0]
-    names = streams.set_index("datastream_id")[["thing", "name"]]
-    rows = []
-    for datastream, group in readings.groupby("datastream_id"):
-        hourly = group.set_index("time")["level"].resample("h").apply(_energetic)
-        table = (
-            noise_indicators(hourly, periods=periods)
-            if daily
-            else noise_indicators_overall(hourly, periods=periods).to_frame().T
+    )
+    if daily:
+        table = pd.concat(
+            [
+                noise_indicators(_hourly_levels(group), periods=periods)
+                .reset_index()
+                .assign(station=station)
+                for station, group in readings.groupby("station")
+            ],
+            ignore_index=True,
         )
-        table.insert(0, "thing", names.loc[datastream, "thing"])
-        table.insert(1, "name", names.loc[datastream, "name"])
-        rows.append(table.reset_index(names="day" if daily else "span"))
-    return pd.concat(rows, ignore_index=True).drop(columns=[] if daily else ["span"])
+    else:
+        table = station_indicators(readings, periods=periods)
+    names = streams.set_index("datastream_id")[["thing", "name"]]
+    table = table.join(names, on="station").drop(columns="station")
+    first = ["thing", "name", *(["day"] if daily else [])]
+    return table[first + [c for c in table.columns if c not in first]]
 
 
-def _energetic(levels: pd.Series[float]) -> float:
-    return energetic_mean(levels.to_numpy(float)) if len(levels) else float("nan")
+def _hourly_levels(readings: pd.DataFrame) -> pd.Series[float]:
+    """One station's readings as hourly energetic means (hours without readings left out)."""
+    energy = pd.Series(10.0 ** (readings["level"].to_numpy() / 10.0), index=readings["time"])
+    hourly = energy.resample("h").mean().dropna()
+    return pd.Series(10.0 * np.log10(hourly.to_numpy()), index=hourly.index)
 
 
 def _grid_over(

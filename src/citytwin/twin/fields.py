@@ -169,3 +169,62 @@ def _points(frame: pd.DataFrame, crs: str) -> gpd.GeoDataFrame:
         if c in frame.columns
     ]
     return gpd.GeoDataFrame(frame[keep].copy(), geometry=gpd.points_from_xy(x, y), crs=crs)
+
+
+@dataclass(frozen=True)
+class SensorReadings:
+    """Raw readings of one property on a regular time axis: ``values`` and ``quality`` (the QC
+    flag bits) are ``sensors × times`` (NaN / 0 where a sensor sent nothing), ``sensors`` the
+    points in the city CRS in the same order."""
+
+    observed_property: str
+    unit: str
+    times: pd.DatetimeIndex
+    values: np.ndarray
+    quality: np.ndarray
+    sensors: gpd.GeoDataFrame
+
+
+def sensor_readings(
+    twin: Twin,
+    observed_property: str,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    step: timedelta | None = None,
+    crs: str = DEFAULT_CITY_CRS,
+) -> SensorReadings:
+    """Every reading of ``observed_property`` in ``[start, end)``, flags included, on a time axis
+    of ``step`` (default: the most common interval between a sensor's readings)."""
+    streams = _located_streams(twin, observed_property)
+    ids = streams["datastream_id"].astype(np.int64).to_numpy()
+    frame = twin.store.observations(datastream_ids=ids.tolist(), start=start, end=end)
+    if not len(frame):
+        raise ValidationError(f"no {observed_property} readings between {start} and {end}")
+    step_us = _step_micros(frame.datastream_id, frame.phenomenon_time, step)
+    first = int(frame.phenomenon_time.min()) // step_us * step_us
+    column = (frame.phenomenon_time - first) // step_us
+    row = np.searchsorted(np.sort(ids), frame.datastream_id)
+    order = np.argsort(ids)
+    shape = (len(ids), int(column.max()) + 1)
+    values = np.full(shape, np.nan)
+    quality = np.zeros(shape, np.int64)
+    values[order[row], column] = frame.result
+    quality[order[row], column] = frame.quality
+    times = pd.date_range(
+        pd.Timestamp(first, unit="us", tz=UTC), periods=shape[1], freq=pd.Timedelta(step_us, "us")
+    )
+    unit = str(streams["unit"].iloc[0])
+    return SensorReadings(observed_property, unit, times, values, quality, _points(streams, crs))
+
+
+def _step_micros(datastreams: np.ndarray, times: np.ndarray, step: timedelta | None) -> int:
+    if step is not None:
+        return int(step / timedelta(microseconds=1))
+    same = datastreams[1:] == datastreams[:-1]
+    gaps = np.diff(times)[same]
+    gaps = gaps[gaps > 0]
+    if not len(gaps):
+        return HOUR_MICROS
+    found, counts = np.unique(gaps, return_counts=True)
+    return int(found[np.argmax(counts)])
