@@ -162,7 +162,7 @@ def test_bad_inputs_are_one_line_errors(demo: str, tmp_path: Path) -> None:
 def test_noise_indicators_equal_energetic_means_of_the_stored_hours(demo: str) -> None:
     result = runner.invoke(app, ["analyze", "noise", "--periods", "korea", "-s", demo])
     assert result.exit_code == 0, result.output
-    from citytwin.services.analyses import noise_report
+    from citytwin.services.series import noise_report
 
     with open_store(demo) as store:
         report = noise_report(store, periods="korea").set_index("thing")

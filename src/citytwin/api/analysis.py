@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 
 from citytwin.api.features import plain
 from citytwin.api.sta import Access
-from citytwin.services import analyses
+from citytwin.services import analyses, series
 from citytwin.twin.fields import sensor_readings
 from citytwin.twin.state import Twin
 
@@ -140,7 +140,7 @@ def noise(
 ) -> JSONResponse:
     """Noise indicators per station (and day), from the stored LEQ averaged energetically."""
     with access.lock:
-        report = analyses.noise_report(access.store(), thing=thing, periods=periods, daily=daily)
+        report = series.noise_report(access.store(), thing=thing, periods=periods, daily=daily)
     rows = json.loads(report.to_json(orient="records", date_format="iso"))
     return JSONResponse({"periods": periods, "stations": rows, "numberReturned": len(rows)})
 
@@ -167,4 +167,3 @@ def create_router() -> APIRouter:
     router.add_api_route("/anomalies", anomalies, methods=["GET"], name="analysis_anomalies")
     router.add_api_route("/noise", noise, methods=["GET"], name="analysis_noise")
     return router
-

@@ -662,7 +662,7 @@ def demo(
 
     settings = settings_for(store or f"duckdb:///{out / 'city.duckdb'}")
     console.print(
-        f"[bold]1/4[/bold] building the demo city ({buildings:,} buildings, "
+        f"[bold]1/5[/bold] building the demo city ({buildings:,} buildings, "
         f"{sensors:,} sensor sites) in {out}/city/"
     )
     city = build_demo_city(seed=0, buildings=buildings, sensors=sensors, crs=settings.city_crs)
@@ -674,10 +674,10 @@ def demo(
             *store_network(opened, city.roads, kind="demo"),
         ):
             console.print(f"  {report.layer}: {report.read:,} features")
-    console.print("[bold]2/4[/bold] generating a day of S-DoT and KMA data")
+    console.print("[bold]2/5[/bold] generating a day of S-DoT and KMA data")
     sdot_file, kma_file = generate_day(out, sensors=sensors, registry=layers["sensors"])
     stations = _write_station_registry(out / "kma_stations.csv", load_stations(None))
-    console.print(f"[bold]3/4[/bold] ingesting into {settings.store_url}")
+    console.print(f"[bold]3/5[/bold] ingesting into {settings.store_url}")
     steps = [
         ("kma-stations", stations, {}),
         ("kma", kma_file, {"stations": str(stations)}),
@@ -685,7 +685,7 @@ def demo(
     ]
     for feed, path, options in steps:
         _ingest_with_progress(feed, [str(path)], settings, options)
-    console.print("[bold]4/4[/bold] binding sensors to the city and exporting 3D Tiles")
+    console.print("[bold]4/5[/bold] binding sensors to the city and exporting 3D Tiles")
     with open_store(settings.store_url) as opened:
         bound = bind_sensors(opened, crs=settings.city_crs)
         written, _ = export_layer(
@@ -695,11 +695,46 @@ def demo(
         f"  {bound.bound:,} sensors placed in their dong; {len(bound.outside):,} "
         f"outside; {written:,} buildings in {out / 'tiles' / 'tileset.json'}"
     )
+    console.print("[bold]5/5[/bold] decision support: maps, hotspots, traffic, gentrification")
+    for name, path in _demo_analyses(city, settings.store_url, out).items():
+        console.print(f"  {name}: {path}")
     console.print(
         f"[green]done[/green] — explore with `citytwin stats --store {settings.store_url}`, "
         f"`citytwin quarantine list --store {settings.store_url}`, or aggregate by district "
         "in Python: store.aggregate(by='thing.gu', observed_property='pm25')"
     )
+
+
+def _demo_analyses(city: Any, store_url: str, out: Path) -> dict[str, Path]:
+    """The analysis half of the demo: a PM2.5 map and its hotspots from the store, a month of
+    TOPIS speeds for the city's arterials and a per-dong panel, each analysed into
+    ``out/analysis``."""
+    from citytwin.emulator.gentrification import generate_panel
+    from citytwin.emulator.topis import write_topis_month
+    from citytwin.services.analyses import distribution_map, hotspots, save_hotspots, save_map
+    from citytwin.services.reports import gentrification_report, traffic_report
+    from citytwin.store import open_store
+
+    folder = out / "analysis"
+    folder.mkdir(parents=True, exist_ok=True)
+    arterials = city.roads.links[city.roads.links["road_class"] == "primary"]
+    month = write_topis_month(out, arterials, year=2020, month=3, seed=0)
+    panel, _ = generate_panel(city.districts, seed=0)
+    panel_path = out / "dong_panel.csv"
+    panel.to_csv(panel_path, index=False, encoding="utf-8-sig")
+    written: dict[str, Path] = {}
+    with open_store(store_url) as opened:
+        pm25 = distribution_map(opened, "pm25")
+        written["PM2.5 map"] = save_map(pm25, folder / "pm25.png")
+        save_map(pm25, folder / "pm25.tif")
+        written["PM2.5 hotspots"] = save_hotspots(
+            hotspots(opened, "pm25", by="dong"), folder / "pm25_hotspots.png"
+        )
+        traffic = traffic_report([month.path], folder / "traffic", store=opened)
+        planning = gentrification_report(panel_path, folder / "gentrification", store=opened)
+    written["traffic heatmap"] = traffic.written["heatmap"]
+    written["gentrification stages"] = planning.written.get("map", planning.written["index"])
+    return written
 
 
 def _write_station_registry(path: Path, stations: Any) -> Path:

@@ -196,7 +196,7 @@ def noise(
 ) -> None:
     """Noise indicators from stored hourly LEQ: Lday, Levening, Lnight, Lden (EU END) or the
     Korean day/night levels, averaged energetically."""
-    from citytwin.services.analyses import noise_report
+    from citytwin.services.series import noise_report
     from citytwin.store import open_store
 
     with domain_errors(), open_store(settings_for(store).store_url) as opened:
@@ -268,3 +268,84 @@ def backtest(
         f"{overall['model_mae']:.3f}, seasonal-naive {overall['seasonal_naive_mae']:.3f} "
         f"({skill:+.0%} skill), persistence {overall['persistence_mae']:.3f}"
     )
+
+
+@analyze_app.command("forecast")
+def forecast_(
+    observed_property: PropertyOption,
+    thing: Annotated[str | None, typer.Option(help="One sensor (Thing key).")] = None,
+    district: Annotated[
+        str | None, typer.Option(help="A district's sensor mean: gu:<code> or dong:<code>.")
+    ] = None,
+    horizon: Annotated[int, typer.Option(min=1, max=24, help="Hours ahead.")] = 24,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV of the forecast.")] = None,
+    store: StoreOption = None,
+) -> None:
+    """Forecast 1–24 h ahead for one sensor or one district from its stored hourly history."""
+    from citytwin.services.series import series_forecast
+    from citytwin.store import open_store
+
+    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+        result = series_forecast(
+            opened, observed_property, thing=thing, district=district, horizon=horizon
+        )
+    if out is not None:
+        result.forecast.rename("forecast").to_frame().to_csv(out, index_label="time")
+    table = summary_table(
+        f"{observed_property} forecast for {result.subject}",
+        ["time (UTC)", "forecast"],
+        ("forecast",),
+    )
+    for moment, value in result.forecast.items():
+        table.add_row(f"{moment:%Y-%m-%d %H:%M}", f"{value:.2f}")
+    console.print(table)
+
+
+@analyze_app.command()
+def traffic(
+    files: Annotated[list[Path], typer.Argument(help="TOPIS monthly link-speed CSV files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("traffic"),
+    weekday: Annotated[
+        str, typer.Option(help="Weekday of the map layer (Mon…Sun, 월…일).")
+    ] = "Mon",
+    hour: Annotated[int, typer.Option(min=0, max=23, help="Hour of the map layer (KST).")] = 8,
+    store: StoreOption = None,
+) -> None:
+    """Traffic patterns from TOPIS link speeds: congestion index per link × weekday × hour,
+    recurring bottlenecks, an hour × weekday heatmap and (links in the store) a map layer."""
+    from citytwin.services.reports import traffic_report
+    from citytwin.store import open_store
+
+    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+        report = traffic_report(files, out, store=opened, weekday=weekday, hour=hour)
+    _print_report("traffic patterns", report)
+
+
+@analyze_app.command()
+def gentrification(
+    table: Annotated[Path, typer.Argument(help="Per-dong yearly table (CSV or Excel).")],
+    mapping: Annotated[str, typer.Option(help="Mapping YAML, or a preset name (demo).")] = "demo",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "gentrification"
+    ),
+    store: StoreOption = None,
+) -> None:
+    """Gentrification index and stage per dong from an indicator table (business turnover,
+    rents, franchise share, population and age change …) read through a mapping."""
+    from citytwin.services.reports import gentrification_report
+    from citytwin.store import open_store
+
+    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+        report = gentrification_report(table, out, mapping=mapping, store=opened)
+    _print_report("gentrification", report)
+
+
+def _print_report(title: str, report: Any) -> None:
+    table = summary_table(title, ["", "count"], ("count",))
+    for name, count in report.counts.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    for name, path in report.written.items():
+        console.print(f"  {name}: {path}")
+    for note in report.notes:
+        console.print(f"  [yellow]{note}[/yellow]")

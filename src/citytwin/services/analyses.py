@@ -1,5 +1,5 @@
-"""Decision-support services over the twin: distribution maps, hotspots, anomalies, noise
-indicators and forecasts of what the sensors say.
+"""Decision-support services over the twin, in space: distribution maps, hotspots and
+anomalies (faults versus events) of what the sensors say.
 
 Every function takes a store (plus what to analyse) and returns a small result object that
 :func:`save_map`-style writers turn into files: PNG pictures, GeoTIFF rasters and GeoJSON.
@@ -23,7 +23,7 @@ from citytwin.analysis.anomalies import AnomalyResult, detect_anomalies
 from citytwin.analysis.grid import Grid
 from citytwin.analysis.hotspots import HotspotResult, getis_ord_gi_star, local_morans_i
 from citytwin.analysis.interpolate import CrossValidation, cross_validate, idw, krige
-from citytwin.analysis.noise import energetic_mean, noise_indicators, station_indicators
+from citytwin.analysis.noise import energetic_mean
 from citytwin.analysis.render import (
     contour_geojson,
     render_choropleth,
@@ -44,7 +44,7 @@ from citytwin.twin.fields import (
     sensor_field,
     sensor_readings,
 )
-from citytwin.twin.state import SUSPECT, Twin
+from citytwin.twin.state import Twin
 
 logger = logging.getLogger(__name__)
 
@@ -249,8 +249,7 @@ def save_hotspots(found: Hotspots, out: Path) -> Path:
     table = found.result.to_frame()
     for column in table.columns:
         frame[column] = table[column].to_numpy()
-    frame = frame[frame["label"] != "no data"]
-    if out.suffix.lower() == ".png":
+    if out.suffix.lower() == ".png":  # districts without sensors stay on the map, white
         name = "Gi*" if found.statistic == "gi" else "Local Moran's I"
         return render_choropleth(
             out,
@@ -260,6 +259,7 @@ def save_hotspots(found: Hotspots, out: Path) -> Path:
             f"{found.field.start:%Y-%m-%d %H:%M}–{found.field.end:%H:%M} UTC",
             categorical=True,
         )
+    frame = frame[frame["label"] != "no data"]
     out.write_text(frame.to_crs("EPSG:4326").to_json(ensure_ascii=False), encoding="utf-8")
     return out
 
@@ -306,58 +306,6 @@ def _stuck_minutes(observed_property: str) -> float | None:
         return get_property(observed_property).stuck_minutes
     except ValidationError:  # a property an API client named: no vocabulary entry
         return None
-
-
-def noise_report(
-    store: Store,
-    *,
-    observed_property: str = "noise",
-    thing: str | None = None,
-    periods: Literal["eu", "korea"] = "eu",
-    daily: bool = False,
-) -> pd.DataFrame:
-    """Noise indicators (Lday, Levening, Lnight, Lden — or the Korean day/night) per sensor over
-    the stored span, or per sensor and evaluation day (``daily``); readings of any step are
-    averaged energetically into hours first. Suspect readings (QC) are left out."""
-    catalogue = Twin(store).catalogue()
-    streams = catalogue[catalogue["observed_property"] == observed_property]
-    if thing is not None:
-        streams = streams[streams["thing"] == thing]
-    if streams.empty:
-        what = f"{observed_property} datastream" + (f" of thing {thing!r}" if thing else "")
-        raise ValidationError(f"no {what} in the store")
-    frame = store.observations(datastream_ids=streams["datastream_id"].astype(int).tolist())
-    keep = (frame.quality & SUSPECT) == 0
-    readings = pd.DataFrame(
-        {
-            "station": frame.datastream_id[keep],
-            "time": pd.to_datetime(frame.phenomenon_time[keep], unit="us", utc=True),
-            "level": frame.result[keep],
-        }
-    )
-    if daily:
-        table = pd.concat(
-            [
-                noise_indicators(_hourly_levels(group), periods=periods)
-                .reset_index()
-                .assign(station=station)
-                for station, group in readings.groupby("station")
-            ],
-            ignore_index=True,
-        )
-    else:
-        table = station_indicators(readings, periods=periods)
-    names = streams.set_index("datastream_id")[["thing", "name"]]
-    table = table.join(names, on="station").drop(columns="station")
-    first = ["thing", "name", *(["day"] if daily else [])]
-    return table[first + [c for c in table.columns if c not in first]]
-
-
-def _hourly_levels(readings: pd.DataFrame) -> pd.Series[float]:
-    """One station's readings as hourly energetic means (hours without readings left out)."""
-    energy = pd.Series(10.0 ** (readings["level"].to_numpy() / 10.0), index=readings["time"])
-    hourly = energy.resample("h").mean().dropna()
-    return pd.Series(10.0 * np.log10(hourly.to_numpy()), index=hourly.index)
 
 
 def _grid_over(
