@@ -61,6 +61,21 @@ def serve() -> Callable[[Any], AbstractContextManager[str]]:
     return _serving
 
 
+@pytest.fixture(scope="session")
+def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """URL of a small demo city store (150 sensors, a day of readings, bound to districts),
+    built once per test session by ``citytwin demo``; tests only read it."""
+    from typer.testing import CliRunner
+
+    from citytwin.cli import app
+
+    out = tmp_path_factory.mktemp("demo")
+    args = ["demo", "--out", str(out), "--sensors", "150", "--buildings", "500"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return f"duckdb:///{out / 'city.duckdb'}"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """In CI a skipped test is a failed test: a missing server or file must not pass quietly."""

@@ -25,15 +25,9 @@ from citytwin.twin.state import SUSPECT
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A demo city with 150 sensors and a day of readings (built once for this module)."""
-    out = tmp_path_factory.mktemp("demo")
-    result = runner.invoke(
-        app, ["demo", "--out", str(out), "--sensors", "150", "--buildings", "500"]
-    )
-    assert result.exit_code == 0, result.output
-    return f"duckdb:///{out / 'city.duckdb'}"
+@pytest.fixture
+def demo(demo_store: str) -> str:
+    return demo_store
 
 
 def _window_means(store_url: str, minutes: int = 60) -> dict[str, float]:

@@ -109,7 +109,10 @@ def series_forecast(
             )
         members = sensors.loc[sensors[column].astype(str) == code, "thing"]
         if members.empty:
-            raise ValidationError(f"district {district!r}: no sensor bound to it")
+            raise ValidationError(
+                f"district {district!r}: no sensor bound to it (after importing boundaries, "
+                "`citytwin bind` places sensors in their districts)"
+            )
         history = panel.loc[members].mean(axis=0)
         subject = str(district)
     history = pd.Series(history.to_numpy(float), index=pd.DatetimeIndex(panel.columns))
