@@ -195,3 +195,33 @@ def test_backtest_prints_json_per_horizon(shared_data: Path) -> None:
                                   "--value", "Temperature(C)"])  # fmt: skip
     assert unknown.exit_code == 2
     assert "When" in unknown.output
+
+
+def test_traffic_and_gentrification_reports(demo: str, tmp_path: Path) -> None:
+    """The demo's own TOPIS month and dong panel (written beside its store) analysed again."""
+    import pandas as pd
+
+    folder = Path(demo.removeprefix("duckdb:///")).parent
+    month = next(folder.glob("*차량통행속도.csv"))
+    result = runner.invoke(
+        app, ["analyze", "traffic", str(month), "-o", str(tmp_path / "t"), "-s", demo]
+    )
+    assert result.exit_code == 0, result.output
+    index = pd.read_csv(tmp_path / "t" / "congestion_index.csv.gz", dtype={"link_id": str})
+    raw = pd.read_csv(month, encoding="cp949", dtype={"링크아이디": str})
+    assert index["link_id"].nunique() == raw["링크아이디"].nunique()
+    layer = json.loads((tmp_path / "t" / "congestion_Mon_08h.geojson").read_text(encoding="utf-8"))
+    assert len(layer["features"]) == raw["링크아이디"].nunique()  # every link drawn from the store
+
+    panel = folder / "dong_panel.csv"
+    out = tmp_path / "g"
+    result = runner.invoke(
+        app, ["analyze", "gentrification", str(panel), "-o", str(out), "-s", demo]
+    )
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out / "gentrification_index.csv")
+    dongs = pd.read_csv(panel, encoding="utf-8-sig").iloc[:, 0].nunique()
+    assert len(scores) == dongs
+    assert set(scores["stage_name"].dropna()) <= {"stable", "early", "progressing", "advanced"}
+    stages = json.loads((out / "gentrification.geojson").read_text(encoding="utf-8"))
+    assert len(stages["features"]) == dongs
