@@ -1,0 +1,407 @@
+"""Distribution maps: ordinary (and simple) kriging, inverse distance weighting, cross-validation.
+
+Kriging follows gstat (Pebesma 2004): the covariance is ``C(h) = sill − γ(h)`` of a
+:class:`~citytwin.analysis.variogram.VariogramModel`, and a target that coincides with a sample
+reproduces it exactly. Small data (≤ :data:`GLOBAL_LIMIT` samples) use the global neighbourhood,
+one factorisation for all targets; more data use a moving neighbourhood of the
+:data:`DEFAULT_NEIGHBOURS` nearest samples (gstat's ``nmax``). Targets that share the same
+neighbour set (adjacent grid cells mostly do) share one kriging system, which is solved once for
+all of them in stacked LAPACK calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import linalg
+from scipy.spatial import cKDTree
+
+from citytwin.analysis.grid import Grid
+from citytwin.analysis.variogram import (
+    Kind,
+    VariogramModel,
+    empirical_variogram,
+    fit_variogram,
+    loo_global,
+    validate_samples,
+)
+from citytwin.errors import UnknownBackendError, ValidationError
+
+logger = logging.getLogger(__name__)
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+#: Up to this many samples, kriging uses all of them for every target.
+GLOBAL_LIMIT = 400
+#: Size of the moving neighbourhood above :data:`GLOBAL_LIMIT` samples.
+DEFAULT_NEIGHBOURS = 32
+#: Targets per block: bounds memory to a few tens of MB whatever the grid size.
+CHUNK = 8192
+#: Right-hand sides solved per stacked system; bigger groups are split into several systems.
+RIGHT_HAND_SIDES = 4
+#: Up to this many samples the full sample covariance matrix is kept (≤ 72 MB) and reused.
+TABLE_LIMIT = 3000
+#: Threads that krige blocks of targets in parallel.
+THREADS = min(4, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class KrigingResult:
+    """Kriging prediction ``mean`` and kriging ``variance``, shaped like the targets."""
+
+    mean: Floats
+    variance: Floats
+    variogram: VariogramModel
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Leave-one-out predictions at every sample, their residuals and summary scores.
+
+    ``msse`` is the mean squared standardised error ``mean((z − ẑ)² / σ²)``: close to 1 when the
+    kriging variance is honest (NaN for IDW, which has no variance).
+    """
+
+    predicted: Floats
+    residual: Floats
+    variance: Floats
+    rmse: float
+    mae: float
+    mean_error: float
+    msse: float
+
+
+def krige(
+    x: ArrayLike,
+    y: ArrayLike,
+    values: ArrayLike,
+    targets: Grid | ArrayLike,
+    *,
+    model: Kind | Literal["auto"] = "auto",
+    variogram: VariogramModel | None = None,
+    neighbours: int | None = None,
+    mean: float | None = None,
+) -> KrigingResult:
+    """Ordinary kriging (or simple kriging with a known ``mean``) at grid cells or points.
+
+    Parameters
+    ----------
+    x, y, values
+        Sample positions (metres) and values.
+    targets
+        A :class:`Grid` (results shaped ``(height, width)``) or an ``(n, 2)`` array of points
+        (results shaped ``(n,)``).
+    model
+        Variogram kind fitted to the samples when ``variogram`` is not given; ``"auto"`` picks the
+        kind with the best leave-one-out cross-validation (see :func:`fit_variogram`).
+    variogram
+        A ready model; skips fitting.
+    neighbours
+        Nearest samples used per target. ``None``: all samples up to :data:`GLOBAL_LIMIT`,
+        otherwise :data:`DEFAULT_NEIGHBOURS`.
+    mean
+        Known mean: simple kriging (gstat's ``beta``) instead of ordinary kriging.
+
+    Examples
+    --------
+    >>> model = VariogramModel("exponential", nugget=0.0, psill=1.0, range=500.0)
+    >>> result = krige([0.0, 400.0, 0.0], [0.0, 0.0, 400.0], [1.0, 2.0, 3.0],
+    ...                [[0.0, 0.0], [200.0, 200.0]], variogram=model)
+    >>> result.mean.round(4).tolist(), result.variance.round(4).tolist()
+    ([1.0, 2.0831], [0.0, 0.4664])
+    """
+    xs, ys, zs = validate_samples(x, y, values)
+    points, shape = _target_points(targets)
+    if variogram is None:
+        variogram = fit_variogram(empirical_variogram(xs, ys, zs), model=model)
+    k = _neighbourhood(xs.size, neighbours)
+    if mean is not None and not np.isfinite(mean):
+        raise ValidationError(f"krige mean = {mean}: expected a finite number or None")
+    logger.debug("kriging %d targets from %d samples, %d per target", len(points), xs.size, k)
+    kriging = _Kriging.prepare(np.column_stack([xs, ys]), zs, variogram, mean)
+    if k == xs.size:
+        predicted, variance = _krige_global(kriging, points)
+    else:
+        predicted, variance = _krige_local(kriging, points, k)
+    return KrigingResult(predicted.reshape(shape), variance.reshape(shape), variogram)
+
+
+def idw(
+    x: ArrayLike,
+    y: ArrayLike,
+    values: ArrayLike,
+    targets: Grid | ArrayLike,
+    *,
+    power: float = 2.0,
+    neighbours: int | None = None,
+) -> Floats:
+    """Inverse distance weighted interpolation: ``Σ z_i d_i^(−p) / Σ d_i^(−p)`` (Shepard 1968).
+
+    gstat's ``idw0`` semantics (all samples, ``idp = 2``), or the ``neighbours`` nearest ones; a
+    target on a sample takes its value.
+
+    Examples
+    --------
+    >>> idw([0.0, 2.0, 0.0], [0.0, 0.0, 2.0], [1.0, 3.0, 5.0], [[1.0, 0.0], [0.0, 0.0]]).round(4)
+    array([2.2727, 1.    ])
+    """
+    xs, ys, zs = validate_samples(x, y, values)
+    points, shape = _target_points(targets)
+    if not (np.isfinite(power) and power > 0):
+        raise ValidationError(f"idw power = {power}: expected a number > 0")
+    k = xs.size if neighbours is None else _neighbourhood(xs.size, neighbours)
+    tree = cKDTree(np.column_stack([xs, ys]))
+    out = np.empty(len(points))
+    for start in range(0, len(points), CHUNK):
+        block = points[start : start + CHUNK]
+        dist, index = _nearest(tree, block, k)
+        out[start : start + CHUNK] = _idw_block(dist, zs[index], power)
+    return out.reshape(shape)
+
+
+def _idw_block(dist: Floats, z: Floats, power: float) -> Floats:
+    on_sample = dist[:, 0] == 0.0
+    weights = 1.0 / np.where(on_sample[:, None], 1.0, dist) ** power
+    estimate = np.sum(weights * z, axis=1) / np.sum(weights, axis=1)
+    return np.where(on_sample, z[:, 0], estimate)
+
+
+def cross_validate(
+    x: ArrayLike,
+    y: ArrayLike,
+    values: ArrayLike,
+    *,
+    method: Literal["kriging", "idw"] = "kriging",
+    model: Kind | Literal["auto"] = "auto",
+    variogram: VariogramModel | None = None,
+    neighbours: int | None = None,
+    power: float = 2.0,
+) -> CrossValidation:
+    """Leave-one-out cross-validation: predict each sample from all the others.
+
+    Kriging uses the same neighbourhood rule as :func:`krige`; with the global neighbourhood it
+    uses Dubrule's (1983) closed form. The variogram is fitted once on all samples, as gstat's
+    ``krige.cv`` does.
+
+    Examples
+    --------
+    >>> x, y = np.meshgrid(np.arange(6.0), np.arange(6.0))
+    >>> cv = cross_validate(x.ravel(), y.ravel(), (x + y).ravel(), method="idw")
+    >>> round(cv.rmse, 3), abs(cv.mean_error) < 1e-12
+    (1.1, True)
+    """
+    xs, ys, zs = validate_samples(x, y, values)
+    if method not in ("kriging", "idw"):
+        raise UnknownBackendError("cross-validation method", str(method), ["idw", "kriging"])
+    if method == "idw":
+        predicted, variance = _loo_idw(xs, ys, zs, power, neighbours), np.full(xs.size, np.nan)
+    else:
+        if variogram is None:
+            variogram = fit_variogram(empirical_variogram(xs, ys, zs), model=model)
+        predicted, variance = _loo_kriging(xs, ys, zs, variogram, neighbours)
+    residual = zs - predicted
+    msse = float(np.mean(residual**2 / variance)) if method == "kriging" else float("nan")
+    return CrossValidation(
+        predicted=predicted,
+        residual=residual,
+        variance=variance,
+        rmse=float(np.sqrt(np.mean(residual**2))),
+        mae=float(np.mean(np.abs(residual))),
+        mean_error=float(np.mean(residual)),
+        msse=msse,
+    )
+
+
+def _loo_idw(x: Floats, y: Floats, z: Floats, power: float, neighbours: int | None) -> Floats:
+    k = x.size - 1 if neighbours is None else _neighbourhood(x.size - 1, neighbours)
+    dist, index = _nearest(cKDTree(np.column_stack([x, y])), np.column_stack([x, y]), k + 1)
+    return _idw_block(dist[:, 1:], z[index[:, 1:]], power)
+
+
+def _loo_kriging(
+    x: Floats, y: Floats, z: Floats, model: VariogramModel, neighbours: int | None
+) -> tuple[Floats, Floats]:
+    k = _neighbourhood(x.size, neighbours)
+    if k >= x.size - 1:
+        return loo_global(x, y, z, model)
+    samples = np.column_stack([x, y])
+    return _krige_local(_Kriging.prepare(samples, z, model, None), samples, k, leave_one_out=True)
+
+
+def _target_points(targets: Grid | ArrayLike) -> tuple[Floats, tuple[int, ...]]:
+    """``(n, 2)`` target points and the shape results take."""
+    if isinstance(targets, Grid):
+        return targets.points(), targets.shape
+    points = np.asarray(targets, dtype=np.float64)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+        raise ValidationError(f"targets: expected a Grid or an (n, 2) array, got {points.shape}")
+    bad = np.flatnonzero(~np.isfinite(points).all(axis=1))
+    if bad.size:
+        raise ValidationError(
+            f"targets[{bad[0]}] = {points[bad[0]].tolist()}: expected finite x, y"
+        )
+    return points, (len(points),)
+
+
+def _neighbourhood(n: int, neighbours: int | None) -> int:
+    """Neighbours per target: global for small data, :data:`DEFAULT_NEIGHBOURS` for many."""
+    if neighbours is None:
+        return n if n <= GLOBAL_LIMIT else DEFAULT_NEIGHBOURS
+    if isinstance(neighbours, bool) or not isinstance(neighbours, (int, np.integer)):
+        raise ValidationError(f"neighbours = {neighbours!r}: expected an integer ≥ 1 or None")
+    if neighbours < 1:
+        raise ValidationError(f"neighbours = {neighbours}: expected an integer ≥ 1 or None")
+    return min(int(neighbours), n)
+
+
+def _nearest(tree: cKDTree, points: Floats, k: int) -> tuple[Floats, Ints]:
+    dist, index = tree.query(points, k=k)
+    if k == 1:
+        dist, index = dist[:, None], index[:, None]
+    return np.asarray(dist, dtype=np.float64), np.asarray(index, dtype=np.int64)
+
+
+def _bordered(cov: Floats) -> Floats:
+    """Stacked ``(…, k, k)`` covariances → ordinary-kriging matrices with the row/column of 1s."""
+    k = cov.shape[-1]
+    system = np.ones((*cov.shape[:-2], k + 1, k + 1))
+    system[..., :k, :k] = cov
+    system[..., k, k] = 0.0
+    return system
+
+
+@dataclass(frozen=True)
+class _Kriging:
+    """Samples, model and kind of kriging, plus what every block of targets reuses.
+
+    ``table`` is the full (bordered) sample covariance matrix when it is small enough to keep
+    (≤ :data:`TABLE_LIMIT` samples): kriging systems are then gathered from it, not recomputed.
+    """
+
+    samples: Floats
+    z: Floats
+    model: VariogramModel
+    mean: float | None
+    table: Floats | None
+
+    @classmethod
+    def prepare(
+        cls, samples: Floats, z: Floats, model: VariogramModel, mean: float | None
+    ) -> _Kriging:
+        table = None
+        if len(samples) <= TABLE_LIMIT:
+            x, y = samples[:, 0], samples[:, 1]
+            table = model.covariance(np.hypot(x[:, None] - x, y[:, None] - y))
+            table = table if mean is not None else _bordered(table)
+        return cls(samples, z, model, mean, table)
+
+    def systems(self, index: Ints) -> Floats:
+        """Kriging matrices of the sample sets ``index`` ``(m, k)``: ``(m, k(+1), k(+1))``."""
+        if self.table is not None:
+            if self.mean is None:
+                border = np.full((len(index), 1), len(self.samples), dtype=np.int64)
+                index = np.concatenate([index, border], axis=1)
+            flat = index[:, :, None] * len(self.table) + index[:, None, :]
+            return np.take(self.table, flat)
+        near = self.samples[index]
+        dx = near[:, :, None, 0] - near[:, None, :, 0]
+        dy = near[:, :, None, 1] - near[:, None, :, 1]
+        cov = self.model.covariance(np.sqrt(dx * dx + dy * dy))
+        return cov if self.mean is not None else _bordered(cov)
+
+    def right_hand_sides(self, near: Floats, targets: Floats) -> Floats:
+        """Sample-to-target covariances ``(m, k)``, with the unbiasedness 1 appended for OK."""
+        dx, dy = near[..., 0] - targets[:, None, 0], near[..., 1] - targets[:, None, 1]
+        cov = self.model.covariance(np.sqrt(dx * dx + dy * dy))
+        return cov if self.mean is not None else np.concatenate([cov, np.ones((len(cov), 1))], 1)
+
+    def estimate(self, weights: Floats, rhs: Floats, z: Floats) -> tuple[Floats, Floats]:
+        """Prediction and variance ``C(0) − λ·c₀ (− μ for OK)`` from the solved weights."""
+        variance = self.model.sill - np.sum(weights * rhs, axis=1)
+        if self.mean is None:
+            return np.sum(weights[:, : z.shape[1]] * z, axis=1), variance
+        return self.mean + np.sum(weights * (z - self.mean), axis=1), variance
+
+    def solve_sets(self, targets: Floats, index: Ints) -> tuple[Floats, Floats]:
+        """Krige each target from its sorted neighbour set; identical sets share one system.
+
+        A group of up to :data:`RIGHT_HAND_SIDES` targets with the same set is one stacked
+        system with that many right-hand sides (a bigger group becomes several systems).
+        """
+        columns = RIGHT_HAND_SIDES
+        group = _group_sets(index)
+        order = np.argsort(group, kind="stable")
+        sorted_group = group[order]
+        starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        new_system = np.r_[True, (sorted_group[1:] != sorted_group[:-1])
+                           | (rank[1:] % columns == 0)]  # fmt: skip
+        system_of, column = np.empty_like(order), np.empty_like(order)
+        system_of[order], column[order] = np.cumsum(new_system) - 1, rank % columns
+        member = np.empty(system_of.max() + 1, dtype=np.int64)
+        member[system_of] = np.arange(len(order))  # any member will do: they share the set
+        rhs = self.right_hand_sides(self.samples[index], targets)
+        stacked = np.zeros((len(member), rhs.shape[1], columns))
+        stacked[system_of, :, column] = rhs
+        solved = np.asarray(np.linalg.solve(self.systems(index[member]), stacked), np.float64)
+        return self.estimate(solved[system_of, :, column], rhs, self.z[index])
+
+
+def _krige_global(kriging: _Kriging, points: Floats) -> tuple[Floats, Floats]:
+    """One LU factorisation of the full system, then blocks of targets as right-hand sides."""
+    n = len(kriging.samples)
+    factor = linalg.lu_factor(kriging.systems(np.arange(n)[None])[0])
+    predicted, variance = np.empty(len(points)), np.empty(len(points))
+    step = max(64, 2_000_000 // (n + 1))  # ≤ ~16 MB of right-hand sides at a time
+    for start in range(0, len(points), step):
+        block = points[start : start + step]
+        rhs = kriging.right_hand_sides(kriging.samples[None], block)
+        weights = linalg.lu_solve(factor, rhs.T).T
+        part = slice(start, start + len(block))
+        predicted[part], variance[part] = kriging.estimate(weights, rhs, kriging.z[None, :])
+    return predicted, variance
+
+
+def _krige_local(
+    kriging: _Kriging, points: Floats, k: int, *, leave_one_out: bool = False
+) -> tuple[Floats, Floats]:
+    """Moving neighbourhood: the ``k`` nearest samples of each target (KD-tree).
+
+    Blocks of :data:`CHUNK` targets run on :data:`THREADS` threads (numpy and LAPACK release
+    the GIL). With ``leave_one_out`` the targets are the samples and each one's nearest
+    neighbour, itself, is left out.
+    """
+    tree = cKDTree(kriging.samples)
+    predicted, variance = np.empty(len(points)), np.empty(len(points))
+    skip = int(leave_one_out)
+
+    def run(start: int) -> None:
+        block = points[start : start + CHUNK]
+        index = np.sort(_nearest(tree, block, k + skip)[1][:, skip:], axis=1)
+        part = slice(start, start + len(block))
+        predicted[part], variance[part] = kriging.solve_sets(block, index)
+
+    starts = range(0, len(points), CHUNK)
+    if THREADS == 1 or len(starts) == 1:
+        for start in starts:
+            run(start)
+    else:
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            list(pool.map(run, starts))
+    return predicted, variance
+
+
+def _group_sets(index: Ints) -> Ints:
+    """Group id per row of sorted neighbour indices (rows with the same set share an id)."""
+    salt = np.random.default_rng(5186).integers(1, 2**62, size=index.shape[1], dtype=np.int64)
+    key = (index * salt).sum(axis=1)  # wrapping hash; checked exactly below
+    _, first, group = np.unique(key, return_index=True, return_inverse=True)
+    if not np.array_equal(index[first][group], index):
+        _, group = np.unique(index, axis=0, return_inverse=True)
+    return np.asarray(group, dtype=np.int64).ravel()
