@@ -49,8 +49,9 @@ def site_model(sites: Sites, knots: int, seed: int) -> SiteModel:
         "heat": np.maximum(0, 1.3 * np.exp(-(x**2 + y**2)) + rng.normal(0, 0.25, n)),
         "dew_offset": rng.normal(0, 0.4, n),
         # unit-to-unit calibration of optical PM sensors differs by 10–30 %; the west, upwind,
-        # carries more PM
-        "pm_factor": np.exp(rng.normal(0, 0.22, n) - 0.10 * x),
+        # carries more PM, and local sources (industry, bus depots, big junctions) raise it over
+        # a few km: a smooth field that a distribution map can recover
+        "pm_factor": np.exp(rng.normal(0, 0.15, n) - 0.10 * x + _pm_sources(rng, sites)),
         "road": road,
         "pm10_factor": np.exp(rng.normal(0, 0.1, n)),
         "gain25": rng.uniform(0.72, 0.95, n),  # PM correction to the national network
@@ -72,6 +73,22 @@ def site_model(sites: Sites, knots: int, seed: int) -> SiteModel:
     }
     missing = {"noise": rng.random(n) < 0.02, "black_globe_temperature": rng.random(n) < 0.03}
     return SiteModel(x, y, params, local, missing)
+
+
+def _pm_sources(rng: np.random.Generator, sites: Sites, count: int = 12) -> F64:
+    """Log-factor of PM from ``count`` local source areas: Gaussian bumps 1.5–4 km wide, ±0.35,
+    placed around the sites (so a small city gets them too)."""
+    lon0, lat0 = float(np.mean(sites.lon)), float(np.mean(sites.lat))
+    span_x = max(float(np.ptp(sites.lon)), 0.01) * 88_000  # metres per degree at 37.5° N
+    span_y = max(float(np.ptp(sites.lat)), 0.01) * 111_000
+    east = (sites.lon - lon0) * 88_000
+    north = (sites.lat - lat0) * 111_000
+    field = np.zeros(len(sites))
+    for _ in range(count):
+        cx, cy = rng.uniform(-0.5, 0.5) * span_x, rng.uniform(-0.5, 0.5) * span_y
+        width, height = rng.uniform(1500, 4000), rng.uniform(-0.35, 0.35)
+        field += height * np.exp(-((east - cx) ** 2 + (north - cy) ** 2) / (2 * width**2))
+    return field
 
 
 MAGNUS_A, MAGNUS_B = 17.625, 243.04  # Magnus formula (Alduchov & Eskridge 1996)
