@@ -177,3 +177,84 @@ def _tntp_lines(
         for a, b in zip(tail, head, strict=True)
     ]
     return np.asarray(lines, dtype=object)
+
+
+def read_tntp_trips(path: str | Path) -> NDArray[np.float64]:
+    """The OD demand matrix (zones × zones, row = origin) of a TNTP ``_trips.tntp`` file.
+
+    After the metadata header, each ``Origin k`` line is followed by ``destination : trips;``
+    items. Zone k is row/column k − 1.
+
+    Raises
+    ------
+    FeedError
+        Naming file and line, for a missing ``<NUMBER OF ZONES>``, a zone outside 1…zones, an
+        item before the first ``Origin`` line, or totals that differ from ``<TOTAL OD FLOW>``.
+    """
+    source = str(path)
+    text = Path(path).read_text(encoding="utf-8-sig")
+    zones, total, body_start = _trips_header(text, source)
+    matrix = np.zeros((zones, zones))
+    origin = 0
+    for number, line in enumerate(text.splitlines()[body_start:], start=body_start + 1):
+        origin = _trips_line(line, number, source, matrix, origin)
+    if total is not None and not np.isclose(matrix.sum(), total, rtol=1e-6, atol=1e-3):
+        raise FeedError(source, f"trips sum to {matrix.sum():.6g}, <TOTAL OD FLOW> is {total}")
+    return matrix
+
+
+def _trips_header(text: str, source: str) -> tuple[int, float | None, int]:
+    lines = text.splitlines()
+    zones_match = re.search(r"<NUMBER OF ZONES>\s*([0-9]+)", text)
+    end = next((i for i, line in enumerate(lines) if "<END OF METADATA>" in line.upper()), None)
+    if zones_match is None or end is None:
+        raise FeedError(source, "expected <NUMBER OF ZONES> and <END OF METADATA> in the header")
+    total_match = re.search(r"<TOTAL OD FLOW>\s*([0-9.eE+-]+)", text)
+    total = float(total_match.group(1)) if total_match else None
+    return int(zones_match.group(1)), total, end + 1
+
+
+def _trips_line(
+    line: str, number: int, source: str, matrix: NDArray[np.float64], origin: int
+) -> int:
+    """Store one line's items in ``matrix``; returns the origin zone in force after the line."""
+    text = line.split("~", 1)[0].strip()
+    if not text:
+        return origin
+    zones = len(matrix)
+    head = re.match(r"origin\s+([0-9]+)\s*$", text, flags=re.IGNORECASE)
+    if head:
+        origin = int(head.group(1))
+        if not 1 <= origin <= zones:
+            raise FeedError(source, f"origin {origin} outside zones 1…{zones}", line=number)
+        return origin
+    items = re.findall(r"([0-9]+)\s*:\s*([0-9.eE+-]+)\s*;?", text)
+    if not items or origin == 0:
+        raise FeedError(
+            source,
+            f"expected 'Origin k' or 'destination : trips;' items, got {text!r}",
+            line=number,
+        )
+    for destination, trips in items:
+        if not 1 <= int(destination) <= zones:
+            raise FeedError(source, f"destination {destination} outside 1…{zones}", line=number)
+        matrix[origin - 1, int(destination) - 1] = float(trips)
+    return origin
+
+
+def read_tntp_flows(path: str | Path) -> pd.DataFrame:
+    """A TNTP best-known solution ``_flow.tntp``: columns ``from, to, volume, cost``.
+
+    Raises
+    ------
+    FeedError
+        When the file is not a whitespace table of four numeric columns after a header line.
+    """
+    try:
+        frame = pd.read_csv(path, sep=r"\s+", skiprows=1, header=None, usecols=[0, 1, 2, 3])
+    except (ValueError, pd.errors.ParserError) as error:
+        raise FeedError(str(path), f"expected 'From To Volume Cost' rows: {error}") from None
+    frame.columns = ["from", "to", "volume", "cost"]
+    if not all(pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns):
+        raise FeedError(str(path), "expected four numeric columns From, To, Volume, Cost")
+    return frame.astype({"from": np.int64, "to": np.int64, "volume": float, "cost": float})
