@@ -132,6 +132,11 @@ def test_anomalies_label_every_range_flagged_reading_a_fault(demo: str, tmp_path
     assert found.counts()["fault"] >= flagged[0] > 0
     assert len(sensors) == found.labels.shape[0]
     assert out.read_text(encoding="utf-8").startswith("kind,start,end")
+    picture = tmp_path / "anomalies.png"
+    args = ["analyze", "anomalies", "-p", "pm25", "-o", str(picture), "-s", demo]
+    assert runner.invoke(app, args).exit_code == 0
+    with Image.open(picture) as image:
+        assert image.size == (1200, 1000)
 
 
 def test_bad_inputs_are_one_line_errors(demo: str, tmp_path: Path) -> None:
@@ -153,9 +158,15 @@ def test_bad_inputs_are_one_line_errors(demo: str, tmp_path: Path) -> None:
     assert "expected .png, .tif or .geojson" in " ".join(suffix.output.split())
 
 
-def test_noise_indicators_equal_energetic_means_of_the_stored_hours(demo: str) -> None:
-    result = runner.invoke(app, ["analyze", "noise", "--periods", "korea", "-s", demo])
+def test_noise_indicators_equal_energetic_means_of_the_stored_hours(
+    demo: str, tmp_path: Path
+) -> None:
+    picture = tmp_path / "noise.png"
+    args = ["analyze", "noise", "--periods", "korea", "-o", str(picture), "-s", demo]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    with Image.open(picture) as image:
+        assert image.size == (1200, 1000)
     from citytwin.services.series import noise_report
 
     with open_store(demo) as store:
@@ -178,7 +189,7 @@ def test_noise_indicators_equal_energetic_means_of_the_stored_hours(demo: str) -
     assert report.loc[thing, "hours_day"] == len(day)
 
 
-def test_backtest_prints_json_per_horizon(shared_data: Path) -> None:
+def test_backtest_prints_json_per_horizon(shared_data: Path, tmp_path: Path) -> None:
     weather = shared_data / "weather" / "seoul_hourly_weather_2017-12_2018-08.csv"
     args = ["analyze", "backtest", str(weather), "--time", "Date", "--value", "Temperature(C)",
             "--date-format", "%d/%m/%Y", "--horizon", "24", "--json"]  # fmt: skip
@@ -195,6 +206,12 @@ def test_backtest_prints_json_per_horizon(shared_data: Path) -> None:
                                   "--value", "Temperature(C)"])  # fmt: skip
     assert unknown.exit_code == 2
     assert "When" in unknown.output
+    plot = tmp_path / "backtest.png"
+    args = ["analyze", "backtest", str(weather), "--time", "Date", "--value", "Temperature(C)",
+            "--date-format", "%d/%m/%Y", "--plot", str(plot)]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    with Image.open(plot) as image:
+        assert image.size == (1200, 600)
 
 
 def test_traffic_and_gentrification_reports(demo: str, tmp_path: Path) -> None:

@@ -208,7 +208,7 @@ def render_map(
     field = np.ma.masked_invalid(np.asarray(values, dtype=np.float64))
     if field.shape != grid.shape:
         raise ValidationError(f"map values {field.shape}: expected the grid shape {grid.shape}")
-    figure, axes = _figure(title)
+    figure, axes = new_figure(title)
     minx, miny, maxx, maxy = grid.bounds
     image = axes.imshow(
         field, extent=(minx, maxx, miny, maxy), origin="upper", cmap=cmap,
@@ -225,7 +225,7 @@ def render_map(
     _decorate(axes, grid.crs)
     if caption:
         figure.text(0.01, 0.005, caption, fontsize=7, color="0.3", ha="left", va="bottom")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def render_choropleth(
@@ -259,7 +259,7 @@ def render_choropleth(
         )
     if frame.crs is not None and frame.crs.is_geographic:
         frame = frame.to_crs(CITY_CRS)
-    figure, axes = _figure(title)
+    figure, axes = new_figure(title)
     geoms = frame.geometry.to_numpy()
     if categorical:
         colours, handles = _category_colours(frame[column].astype(str).to_numpy(), cmap)
@@ -282,7 +282,7 @@ def render_choropleth(
     axes.set_xlim(minx - pad, maxx + pad)
     axes.set_ylim(miny - pad, maxy + pad)
     _decorate(axes, str(frame.crs or CITY_CRS))
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def render_heatmap(
@@ -312,7 +312,7 @@ def render_heatmap(
         raise ValidationError(
             f"heatmap table {matrix.shape}: expected ({len(rows)}, {len(columns)}) for the labels"
         )
-    figure, axes = _figure(title)
+    figure, axes = new_figure(title)
     image = axes.imshow(np.ma.masked_invalid(matrix), cmap=cmap, aspect="auto")
     figure.colorbar(image, ax=axes).set_label(unit)
     axes.set_xticks(range(len(columns)), labels=list(columns))
@@ -324,18 +324,21 @@ def render_heatmap(
             if np.isfinite(value):
                 axes.text(col, row, f"{value:.3g}", ha="center", va="center", fontsize=6,
                           color="white" if dark[row, col] else "black")  # fmt: skip
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _figure(title: str) -> tuple[Figure, Any]:
-    figure = Figure(figsize=_SIZE_INCHES, dpi=_DPI, layout="constrained")
+def new_figure(title: str, *, size: tuple[float, float] = _SIZE_INCHES) -> tuple[Figure, Any]:
+    """A titled figure on the Agg canvas (no pyplot state) and its one axes; ``size`` in inches
+    at 150 dpi (default 8 × 6.67 = 1200 × 1000 px)."""
+    figure = Figure(figsize=size, dpi=_DPI, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     axes.set_title(title)
     return figure, axes
 
 
-def _save(figure: Figure, path: str | Path) -> Path:
+def save_figure(figure: Figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG at 150 dpi and return the path."""
     out = Path(path)
     figure.savefig(out, dpi=_DPI, format="png")
     logger.info("wrote %s", out)

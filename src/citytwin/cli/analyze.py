@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,10 +21,14 @@ from citytwin.cli._shared import (
     StoreOption,
     console,
     domain_errors,
+    err_console,
     settings_for,
     summary_table,
 )
 from citytwin.errors import ValidationError
+
+if TYPE_CHECKING:
+    from citytwin.store.base import Store
 
 analyze_app = typer.Typer(
     help="Decision support: maps, hotspots, anomalies, noise, forecasts, traffic, gentrification.",
@@ -62,6 +68,36 @@ def parse_time(text: str | None, option: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
+@contextmanager
+def working(what: str, *, quiet: bool = False) -> Iterator[None]:
+    """A spinner on the terminal (stderr) while a long computation runs; nothing when piped."""
+    if quiet or not err_console.is_terminal:
+        yield
+        return
+    with err_console.status(f"{what} …"):
+        yield
+
+
+def _wants_picture(out: Path, option: str, data_suffixes: tuple[str, ...]) -> bool:
+    """True for a ``.png`` output, False for one of ``data_suffixes``; anything else is an error."""
+    suffix = out.suffix.lower()
+    if suffix == ".png":
+        return True
+    if suffix in data_suffixes:
+        return False
+    expected = ", ".join([*data_suffixes, ".png"])
+    raise ValidationError(f"{option} {out}: unknown suffix {out.suffix!r}; expected {expected}")
+
+
+@contextmanager
+def store_work(store: str | None, what: str) -> Iterator[Store]:
+    """The store for one analysis: domain errors as one line, a spinner while it works."""
+    from citytwin.store import open_store
+
+    with domain_errors(), working(what), open_store(settings_for(store).store_url) as opened:
+        yield opened
+
+
 @analyze_app.command("map")
 def map_(
     observed_property: PropertyOption,
@@ -84,9 +120,8 @@ def map_(
     (bands mean and variance) or contour GeoJSON (filled bands, WGS84).
     """
     from citytwin.services.analyses import distribution_map, save_map
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "interpolating") as opened:
         result = distribution_map(
             opened,
             observed_property,
@@ -123,9 +158,8 @@ def hotspots(
     GeoJSON or a PNG map (by --out's suffix)."""
     from citytwin.services.analyses import hotspots as find_hotspots
     from citytwin.services.analyses import save_hotspots
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "hotspots") as opened:
         found = find_hotspots(
             opened,
             observed_property,
@@ -149,27 +183,32 @@ def anomalies(
     observed_property: PropertyOption,
     start: Annotated[str | None, typer.Option(help="ISO 8601 start (default: all).")] = None,
     end: Annotated[str | None, typer.Option(help="ISO 8601 end (exclusive).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Episodes as CSV.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Episodes as .csv, or a .png map.")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Sensor faults (one sensor diverging from its neighbours) versus real events (a spatially
     coherent rise), using neighbours in space and the QC flags."""
     from citytwin.services.analyses import sensor_anomalies
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "detecting anomalies") as opened:
         result, sensors = sensor_anomalies(
             opened,
             observed_property,
             start=parse_time(start, "--start"),
             end=parse_time(end, "--end"),
         )
-    episodes = result.to_frame()
-    things = sensors["thing"].to_numpy()
-    episodes["thing"] = [things[s] if s >= 0 else "" for s in episodes["sensor"]]
-    episodes["members"] = [" ".join(things[list(m)]) for m in episodes["members"]]
-    if out is not None:
-        episodes.drop(columns=["sensor"]).to_csv(out, index=False)
+        episodes = result.to_frame()
+        things = sensors["thing"].to_numpy()
+        episodes["thing"] = [things[s] if s >= 0 else "" for s in episodes["sensor"]]
+        episodes["members"] = [" ".join(things[list(m)]) for m in episodes["members"]]
+        if out is not None and _wants_picture(out, "--out", (".csv",)):
+            from citytwin.services.pictures import anomaly_picture
+
+            anomaly_picture(result, sensors, out)
+        elif out is not None:
+            episodes.drop(columns=["sensor"]).to_csv(out, index=False)
     counts = result.counts()
     table = summary_table(
         f"{observed_property}: {counts['fault']:,} faulty and {counts['event']:,} event readings",
@@ -191,18 +230,23 @@ def noise(
     thing: Annotated[str | None, typer.Option(help="One station (Thing key).")] = None,
     periods: Annotated[str, typer.Option(help="eu (Lden) or korea (06–22/22–06).")] = "eu",
     daily: Annotated[bool, typer.Option(help="One row per station and day.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV output.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Levels as .csv, or a .png map.")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Noise indicators from stored hourly LEQ: Lday, Levening, Lnight, Lden (EU END) or the
     Korean day/night levels, averaged energetically."""
     from citytwin.services.series import noise_report
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "noise indicators") as opened:
         report = noise_report(opened, thing=thing, periods=periods, daily=daily)  # type: ignore[arg-type]
-    if out is not None:
-        report.to_csv(out, index=False)
+        if out is not None and _wants_picture(out, "--out", (".csv",)):
+            from citytwin.services.pictures import noise_picture
+
+            noise_picture(report, opened, out)
+        elif out is not None:
+            report.to_csv(out, index=False)
     levels = [c for c in report.columns if c.startswith("L")]
     table = summary_table(
         f"noise indicators ({periods})",
@@ -237,17 +281,25 @@ def backtest(
     ] = None,
     horizon: Annotated[int, typer.Option(min=1, max=168, help="Hours ahead.")] = 24,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    plot: Annotated[
+        Path | None, typer.Option(help="Also draw MAE per horizon into this .png.")
+    ] = None,
 ) -> None:
     """Rolling-origin backtest of the forecaster against persistence and seasonal-naive:
     MAE and RMSE per horizon."""
     from citytwin.analysis.backtest import backtest as run_backtest
     from citytwin.analysis.backtest import load_series_csv
 
-    with domain_errors():
+    with domain_errors(), working(f"backtesting {file.name}", quiet=as_json):
         series = load_series_csv(
             str(file), time=time, value=value, date_format=date_format, hour=hour
         )
         result = run_backtest(series, horizon=horizon)
+        if plot is not None:
+            from citytwin.services.pictures import backtest_picture
+
+            _wants_picture(plot, "--plot", ())
+            backtest_picture(result, plot, name=value)
     summary = result.to_dict()
     if as_json:
         typer.echo(json.dumps(summary, ensure_ascii=False, indent=2))
@@ -278,19 +330,24 @@ def forecast_(
         str | None, typer.Option(help="A district's sensor mean: gu:<code> or dong:<code>.")
     ] = None,
     horizon: Annotated[int, typer.Option(min=1, max=24, help="Hours ahead.")] = 24,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="CSV of the forecast.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Forecast as .csv, or a .png chart.")
+    ] = None,
     store: StoreOption = None,
 ) -> None:
     """Forecast 1–24 h ahead for one sensor or one district from its stored hourly history."""
     from citytwin.services.series import series_forecast
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "forecasting") as opened:
         result = series_forecast(
             opened, observed_property, thing=thing, district=district, horizon=horizon
         )
-    if out is not None:
-        result.forecast.rename("forecast").to_frame().to_csv(out, index_label="time")
+        if out is not None and _wants_picture(out, "--out", (".csv",)):
+            from citytwin.services.pictures import forecast_picture
+
+            forecast_picture(result, out)
+        elif out is not None:
+            result.forecast.rename("forecast").to_frame().to_csv(out, index_label="time")
     table = summary_table(
         f"{observed_property} forecast for {result.subject}",
         ["time (UTC)", "forecast"],
@@ -314,9 +371,8 @@ def traffic(
     """Traffic patterns from TOPIS link speeds: congestion index per link × weekday × hour,
     recurring bottlenecks, an hour × weekday heatmap and (links in the store) a map layer."""
     from citytwin.services.reports import traffic_report
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "traffic patterns") as opened:
         report = traffic_report(files, out, store=opened, weekday=weekday, hour=hour)
     _print_report("traffic patterns", report)
 
@@ -333,9 +389,8 @@ def gentrification(
     """Gentrification index and stage per dong from an indicator table (business turnover,
     rents, franchise share, population and age change …) read through a mapping."""
     from citytwin.services.reports import gentrification_report
-    from citytwin.store import open_store
 
-    with domain_errors(), open_store(settings_for(store).store_url) as opened:
+    with store_work(store, "gentrification") as opened:
         report = gentrification_report(table, out, mapping=mapping, store=opened)
     _print_report("gentrification", report)
 
