@@ -12,7 +12,8 @@ data and :mod:`citytwin.cli` / :mod:`citytwin.api` expose them.
 - :mod:`.substances` — common hazardous gases with their AEGL-1/2/3 thresholds and sources
 - :mod:`.exposure` — AEGL threshold zones and the buildings and residents inside them
 - :mod:`.sun` — solar position (NREL SPA)
-- :mod:`.shadow` — building shadows, hours of direct sun, sunlight lost to a proposed building
+- :mod:`.shadow` — building shadows on flat ground (Minkowski sum, grid north)
+- :mod:`.sunlight` — hours of direct sun on ground and façades, sunlight lost to a proposed building
 - :mod:`.flood` — rainfall ponding on a DEM by fill-and-spill
 - :mod:`.scenario` — versioned scenarios: base snapshot + changes + model + parameters + seed
 """
