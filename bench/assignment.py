@@ -19,15 +19,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import logging
 import time
-from collections.abc import Callable
 from functools import partial
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from _timing import best_of
 from citytwin.simulate.assignment import (
     AssignmentNetwork,
     assign,
@@ -40,16 +39,6 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tntp"
 NETWORKS = ("SiouxFalls", "Anaheim")
 
 
-def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    """Smallest wall time of ``repeat`` runs, and the last run's value."""
-    times, value = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        value = run()
-        times.append(time.perf_counter() - start)
-    return min(times), value
-
-
 def aequilibrae_assignment(
     network: AssignmentNetwork, demand: np.ndarray, *, gap: float, algorithm: str
 ) -> tuple[float, np.ndarray, int, float]:
@@ -58,8 +47,8 @@ def aequilibrae_assignment(
     Graph and matrix preparation are left out of the time (conservative for citytwin, whose time
     includes building its routing graph).
     """
-    from aequilibrae.matrix import AequilibraeMatrix  # type: ignore[import-untyped]
-    from aequilibrae.paths import (  # type: ignore[import-untyped]
+    from aequilibrae.matrix import AequilibraeMatrix
+    from aequilibrae.paths import (
         Graph,
         TrafficAssignment,
         TrafficClass,
@@ -147,7 +136,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     os.environ["AEQ_SHOW_PROGRESS"] = "FALSE"  # its progress bars would cost AequilibraE time
-    import aequilibrae  # type: ignore[import-untyped]  # noqa: F401  (configures its logger on import; quieten it after)
+    import aequilibrae  # noqa: F401  (configures its logger on import; quieten it after)
 
     logging.getLogger("aequilibrae").setLevel(logging.ERROR)
     print(f"relative gap target {args.gap:g}; aequilibrae {version('aequilibrae')}")

@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,6 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pykrige.ok import OrdinaryKriging
 
+from _timing import best_of
 from citytwin.analysis.grid import Grid
 from citytwin.analysis.interpolate import cross_validate, krige
 from citytwin.analysis.variogram import (
@@ -125,18 +124,6 @@ def pykrige(samples: Floats, values: Floats, model: VariogramModel) -> OrdinaryK
     theirs = built.variogram_function(built.variogram_model_parameters, h)
     assert np.allclose(theirs, model.semivariance(h), rtol=1e-9, atol=1e-12)
     return built
-
-
-def best_of(repeat: int, run: Callable[[], Any], label: str = "") -> tuple[float, Any]:
-    """Best wall time of ``repeat`` runs and the last run's result (progress on stderr)."""
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    if label:
-        print(f"  {label}: {', '.join(f'{t:.3f}' for t in times)} s", file=sys.stderr, flush=True)
-    return min(times), result
 
 
 def timed_on(

@@ -25,15 +25,14 @@ import argparse
 import json
 import math
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from _timing import best_of
 from citytwin.analysis.grid import Grid
 from citytwin.simulate.dispersion import Dispersion, Terrain, plume_sigmas
 from citytwin.simulate.plume import plume_grid
@@ -67,16 +66,6 @@ def baseline_plume(
         )
     )
     return np.where(along > 0, c, 0.0)
-
-
-def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` runs, and the last result."""
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:

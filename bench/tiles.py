@@ -21,8 +21,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 import shapely
 from numpy.typing import NDArray
 
+from _timing import best_of
 from citytwin.space.io.tiles3d import write_3dtiles
 from citytwin.space.lod1 import extrude_footprints
 
@@ -91,16 +90,6 @@ def _place(points: NDArray[np.float64], rng: Any, extent: float) -> NDArray[Any]
     closed = np.concatenate([coords, coords[:, :1]], axis=1)
     polygons: NDArray[Any] = shapely.polygons(closed)
     return polygons
-
-
-def best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    """Best wall time of ``repeat`` runs and the last run's result."""
-    times, result = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return min(times), result
 
 
 def main() -> None:
