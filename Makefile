@@ -50,6 +50,8 @@ bench: install  ## benchmarks: each prints its figure, a same-run baseline and t
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/mqtt.py
 	$(BIN)/python bench/kriging.py
+	$(BIN)/python bench/assignment.py
+	$(BIN)/python bench/plume.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules
