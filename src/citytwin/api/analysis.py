@@ -5,7 +5,8 @@
 - ``GET /analysis/hotspots`` — Getis-Ord Gi* / Local Moran's I by gu, dong or grid cell, as
   GeoJSON or a PNG map;
 - ``GET /analysis/anomalies`` — sensor faults versus real events, as episodes;
-- ``GET /analysis/noise`` — Lday/Levening/Lnight/Lden (or the Korean day/night) per station.
+- ``GET /analysis/noise`` — Lday/Levening/Lnight/Lden (or the Korean day/night) per station;
+- ``GET /analysis/forecast`` — the next 1–24 hours of one sensor or district.
 
 The store lock is held only while the inputs are read; the computation runs after it, so a map
 being kriged does not stall ingestion or other requests.
@@ -145,6 +146,31 @@ def noise(
     return JSONResponse({"periods": periods, "stations": rows, "numberReturned": len(rows)})
 
 
+def forecast(
+    access: Access,
+    property: PropertyQuery,
+    thing: Annotated[str | None, Query(description="one sensor's Thing key")] = None,
+    district: Annotated[str | None, Query(description="gu:<code> or dong:<code>")] = None,
+    horizon: Annotated[int, Query(ge=1, le=24, description="hours ahead")] = 24,
+) -> JSONResponse:
+    """The next hours of one sensor or one district's sensor mean, from its hourly history."""
+    with access.lock:
+        result = series.series_forecast(
+            access.store(), property, thing=thing, district=district, horizon=horizon
+        )
+    return JSONResponse(
+        {
+            "observedProperty": property,
+            "subject": result.subject,
+            "historyHours": int(result.history.notna().sum()),
+            "forecast": [
+                {"time": plain(moment), "value": _finite(value)}
+                for moment, value in result.forecast.items()
+            ],
+        }
+    )
+
+
 def _finite(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
@@ -166,4 +192,5 @@ def create_router() -> APIRouter:
     )  # fmt: skip
     router.add_api_route("/anomalies", anomalies, methods=["GET"], name="analysis_anomalies")
     router.add_api_route("/noise", noise, methods=["GET"], name="analysis_noise")
+    router.add_api_route("/forecast", forecast, methods=["GET"], name="analysis_forecast")
     return router
