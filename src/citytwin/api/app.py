@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from citytwin import __version__
-from citytwin.api import analysis, features, ngsi_ld, sta_update, sta_write, twin, ws
+from citytwin.api import analysis, features, ngsi_ld, scenarios, sta_update, sta_write, twin, ws
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import VERSION, StoreAccess, create_router
 from citytwin.api.sta_mqtt import StaMqttBridge
@@ -91,6 +91,7 @@ def create_app(
     app.include_router(create_router())
     app.include_router(twin.create_router())
     app.include_router(analysis.create_router())
+    app.include_router(scenarios.create_router())
     app.include_router(features.create_router())
     app.include_router(ngsi_ld.create_router())
     app.include_router(ws.create_router())

@@ -30,6 +30,7 @@ from citytwin.cli._shared import (
     summary_table,
 )
 from citytwin.cli.analyze import analyze_app
+from citytwin.cli.scenario import scenario_app
 from citytwin.cli.simulate import simulate_app
 from citytwin.config import Settings
 from citytwin.errors import CitytwinError
@@ -52,6 +53,7 @@ quarantine_app = typer.Typer(
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(scenario_app, name="scenario")
 
 
 def _version(value: bool) -> None:
