@@ -86,3 +86,15 @@ def test_bad_parameters_are_400_naming_them(client: TestClient) -> None:
     tiny = client.get("/analysis/map", params={"property": "pm25", "cell": 1})
     assert tiny.status_code == 400
     assert "cell" in tiny.text
+
+
+def test_forecast_needs_enough_history(client: TestClient) -> None:
+    """The demo holds one day; a forecast needs nine: a 400 that says so, not a poor answer."""
+    anomalies = client.get("/analysis/anomalies", params={"property": "pm25"}).json()
+    thing = next(e["thing"] for e in anomalies["episodes"] if e["thing"])
+    answer = client.get("/analysis/forecast", params={"property": "pm25", "thing": thing})
+    assert answer.status_code == 400
+    assert "at least 216 hours" in answer.text
+    both = client.get("/analysis/forecast", params={"property": "pm25"})
+    assert both.status_code == 400
+    assert "exactly one" in both.text
