@@ -534,7 +534,8 @@ def serve(
     ] = None,
 ) -> None:
     """Serve the twin: OGC SensorThings API v1.1 (/v1.1, + MQTT with --mqtt), twin GeoJSON
-    (/twin), OGC API - Features (/collections), NGSI-LD (/ngsi-ld/v1), live push (/ws).
+    (/twin), OGC API - Features (/collections), NGSI-LD (/ngsi-ld/v1), live push (/ws),
+    analyses (/analysis) and what-if scenarios (/scenarios).
 
     Writes need a bearer token from CITYTWIN_API_TOKENS. Links in MQTT notifications start at
     CITYTWIN_PUBLIC_URL, by default http://HOST:PORT. OpenAPI document: /openapi.json, /docs.
