@@ -14,6 +14,10 @@ data and :mod:`citytwin.cli` / :mod:`citytwin.api` expose them.
 - :mod:`.sun` — solar position (NREL SPA)
 - :mod:`.shadow` — building shadows on flat ground (Minkowski sum, grid north)
 - :mod:`.sunlight` — hours of direct sun on ground and façades, sunlight lost to a proposed building
+- :mod:`.dem` — digital elevation models read from GeoTIFF and checked
+- :mod:`.depressions` — pits, basins and the order in which they merge (depression hierarchy)
 - :mod:`.flood` — rainfall ponding on a DEM by fill-and-spill
+- :mod:`.flood_impacts` — flooded buildings and road links
 - :mod:`.scenario` — versioned scenarios: base snapshot + changes + model + parameters + seed
+  (adapters in :mod:`.scenario_assignment` and :mod:`.scenario_plume`)
 """
