@@ -107,3 +107,24 @@ def test_sunlight_loss_of_a_proposed_tower(demo_store: str, tmp_path: Path) -> N
     assert (out / "sunlight_loss.png").exists()
     lost = dict(zip(table["key"], table["hours_lost"], strict=True))
     assert lost[target["key"]] > 0
+
+
+def test_rainfall_flood_on_the_demo_dem(demo_store: str, tmp_path: Path) -> None:
+    dem = Path(demo_store.removeprefix("duckdb:///")).parent / "city" / "dem.tif"
+    out = tmp_path / "flood"
+    args = ["simulate", "flood", "--dem", str(dem), "--intensity", "100", "--duration", "2",
+            "-o", str(out), "-s", demo_store]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "depth.tif") as raster:
+        depth = raster.read(1)
+        cell = raster.res[0]
+        assert raster.crs.to_epsg() == 5186
+    ponded = _figure(result.output, "ponded")
+    assert float(depth.sum()) * cell**2 == pytest.approx(ponded, rel=1e-3, abs=1.0)
+    rain = _figure(result.output, "rain")
+    with rasterio.open(dem) as terrain:
+        area = terrain.width * terrain.height * terrain.res[0] * terrain.res[1]
+    assert rain == pytest.approx(0.2 * area, rel=1e-6)  # 100 mm/h × 2 h on every cell
+    flooded = json.loads((out / "flooded_buildings.geojson").read_text(encoding="utf-8"))
+    assert all(f["properties"]["depth_max_m"] >= 0.1 for f in flooded["features"])

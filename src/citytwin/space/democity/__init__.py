@@ -7,8 +7,8 @@ plainly invented: a straight-edged 15 × 12 km rectangle, district codes under t
 ``99``, invented names and ``DEMO`` sensor serials. Each layer draws from its own random stream
 (``SeedSequence([seed, layer])``), so asking for more buildings does not move the roads.
 
-Modules: ``layout`` (extent, river, zones), ``districts``, ``roads``, ``buildings``, ``sensors``
-and ``files`` (writing).
+Modules: ``layout`` (extent, river, zones), ``districts``, ``roads``, ``buildings``, ``sensors``,
+``dem`` (terrain) and ``files`` (writing).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citytwin.space.crs import DEFAULT_CITY_CRS as DEM_CRS
 from citytwin.space.crs import WGS84
 
 if TYPE_CHECKING:
@@ -22,13 +23,14 @@ def write_demo_city(city: DemoCity, out_dir: str | Path) -> dict[str, Path]:
     only, so :func:`~citytwin.space.buildings.load_buildings` derives the same heights from
     3 m storeys), ``road_nodes.gpkg`` and ``road_links.gpkg`` (city CRS, the
     :class:`~citytwin.space.roads.RoadNetwork` columns) and ``sensors.csv`` in the layout of
-    S-DoT's registry (``시리얼,위도,경도``, UTF-8).
+    S-DoT's registry (``시리얼,위도,경도``, UTF-8), and ``dem.tif``, the terrain (a float32
+    GeoTIFF in the city CRS, 20 m cells, :func:`~citytwin.space.democity.dem.build_demo_dem`).
 
     Returns
     -------
     dict
-        Layer name (``districts``, ``buildings``, ``road_nodes``, ``road_links``, ``sensors``)
-        to the path written.
+        Layer name (``districts``, ``buildings``, ``road_nodes``, ``road_links``, ``sensors``,
+        ``dem``) to the path written.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -48,6 +50,10 @@ def write_demo_city(city: DemoCity, out_dir: str | Path) -> dict[str, Path]:
     city.roads.nodes.to_file(paths["road_nodes"], driver="GPKG", engine="pyogrio")
     city.roads.links.to_file(paths["road_links"], driver="GPKG", engine="pyogrio")
     _write_registry(city, paths["sensors"])
+    if city.crs == DEM_CRS:  # the terrain is drawn in the default city CRS only
+        from citytwin.space.democity.dem import write_demo_dem  # it imports this package
+
+        paths["dem"] = write_demo_dem(out / "dem.tif", seed=city.seed)
     return paths
 
 
