@@ -246,9 +246,9 @@ def test_substance_table_and_unit_conversion() -> None:
     # Hydrogen sulfide 60-min AEGLs, NRC (2010) as reproduced in PMC5777517 table 3.
     assert get_substance("H2S").thresholds_ppm("60min") == (0.51, 27.0, 50.0)
     for substance in SUBSTANCES.values():
-        for duration in ("10min", "30min", "60min", "4h", "8h"):
-            one, two, three = substance.thresholds_ppm(duration)
-            assert 0 < one < two < three, (substance.name, duration)
+        for exposure in ("10min", "30min", "60min", "4h", "8h"):  # AEGL exposure periods
+            one, two, three = substance.thresholds_ppm(exposure)
+            assert 0 < one < two < three, (substance.name, exposure)
         assert substance.source.startswith("NRC")
 
 

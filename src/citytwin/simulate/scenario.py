@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, Self, TypeVar
 
 import geopandas as gpd
 import numpy as np
@@ -31,7 +31,7 @@ import pandas as pd
 import pydantic
 import yaml
 from numpy.typing import NDArray
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, model_validator
 
 from citytwin.analysis.grid import Grid
 from citytwin.errors import ValidationError
@@ -47,6 +47,24 @@ MODELS: dict[str, str] = {
 PartT = TypeVar("PartT", bound=BaseModel)
 Progress = Callable[[int, float], None]
 Summary = dict[str, float | int | str | bool | None]
+
+
+class SpecPart(BaseModel):
+    """A piece of a scenario spec: unknown keys are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class OneChange(SpecPart):
+    """A change that names exactly one of its fields (``close:``, ``wind:`` …)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Self:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            kinds = ", ".join(type(self).model_fields)
+            raise ValueError(f"expected exactly one of {kinds}; got {given or 'none'}")
+        return self
 
 
 class Scenario(BaseModel):

@@ -25,17 +25,19 @@ import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from numpy.typing import NDArray
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field
 
 from citytwin.analysis.render import new_figure, save_figure
 from citytwin.errors import ValidationError
 from citytwin.simulate import assignment_whatif as whatif
 from citytwin.simulate.assignment import AssignmentNetwork, assign, load_tntp_case
 from citytwin.simulate.scenario import (
+    OneChange,
     Progress,
     Scenario,
     ScenarioComparison,
     ScenarioResult,
+    SpecPart,
     Summary,
     parse_part,
 )
@@ -51,20 +53,16 @@ VOLUME_TOLERANCE = 1e-6
 _FLOAT_FORMAT = "%.17g"  # round-trips every float64 exactly, so files hash the same on rerun
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class AssignmentBase(_Part):
+class AssignmentBase(SpecPart):
     network: str = Field(description="TNTP folder (one *_net.tntp and *_trips.tntp) or _net file")
 
 
-class CapacityChange(_Part):
+class CapacityChange(SpecPart):
     links: list[LinkPair] = Field(min_length=1)
     factor: float = Field(gt=0, allow_inf_nan=False)
 
 
-class NewLink(_Part):
+class NewLink(SpecPart):
     from_node: NodeId = Field(alias="from")
     to_node: NodeId = Field(alias="to")
     capacity: float = Field(gt=0, allow_inf_nan=False)
@@ -75,12 +73,12 @@ class NewLink(_Part):
     toll: float = Field(0.0, ge=0)
 
 
-class DemandChange(_Part):
+class DemandChange(SpecPart):
     factor: float = Field(ge=0, allow_inf_nan=False)
     origins: list[Annotated[int, Field(ge=1)]] | None = None
 
 
-class AssignmentChange(_Part):
+class AssignmentChange(OneChange):
     """Exactly one of ``close``, ``capacity``, ``add_link``, ``demand``."""
 
     close: list[LinkPair] | None = Field(None, min_length=1)
@@ -88,17 +86,8 @@ class AssignmentChange(_Part):
     add_link: NewLink | None = None
     demand: DemandChange | None = None
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> AssignmentChange:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"expected exactly one of close, capacity, add_link, demand; got {given or 'none'}"
-            )
-        return self
 
-
-class AssignmentParameters(_Part):
+class AssignmentParameters(SpecPart):
     gap: float = Field(1e-5, gt=0, lt=1)
     max_iterations: int = Field(2000, ge=1, le=100_000)
     algorithm: Literal["bfw", "cfw", "fw"] = "bfw"

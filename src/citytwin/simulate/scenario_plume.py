@@ -25,7 +25,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from citytwin.analysis.grid import CITY_CRS, Grid
 from citytwin.analysis.render import render_map, write_geotiff
@@ -33,10 +33,12 @@ from citytwin.errors import ValidationError
 from citytwin.simulate.exposure import threshold_zones
 from citytwin.simulate.plume import plume_grid
 from citytwin.simulate.scenario import (
+    OneChange,
     Progress,
     Scenario,
     ScenarioComparison,
     ScenarioResult,
+    SpecPart,
     Summary,
     parse_part,
 )
@@ -46,11 +48,7 @@ Finite = Annotated[float, Field(allow_inf_nan=False)]
 Point = tuple[Finite, Finite]
 
 
-class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class PlumeBase(_Part):
+class PlumeBase(SpecPart):
     bounds: tuple[Finite, Finite, Finite, Finite]
     cell: float = Field(gt=0, allow_inf_nan=False)
     source: Point
@@ -68,7 +66,7 @@ class PlumeBase(_Part):
         return self
 
 
-class PlumeParameters(_Part):
+class PlumeParameters(SpecPart):
     substance: str = "chlorine"
     q: float = Field(gt=0, allow_inf_nan=False)
     wind_speed: float = Field(gt=0, allow_inf_nan=False)
@@ -80,33 +78,24 @@ class PlumeParameters(_Part):
     duration: Literal["10min", "30min", "60min", "4h", "8h"] = "60min"
 
 
-class ReleaseChange(_Part):
+class ReleaseChange(SpecPart):
     q: float | None = Field(None, gt=0, allow_inf_nan=False)
     height: float | None = Field(None, ge=0, allow_inf_nan=False)
     substance: str | None = None
 
 
-class WindChange(_Part):
+class WindChange(SpecPart):
     speed: float | None = Field(None, gt=0, allow_inf_nan=False)
     direction: float | None = Field(None, ge=0, le=360)
     stability: Literal["A", "B", "C", "D", "E", "F"] | None = None
 
 
-class PlumeChange(_Part):
+class PlumeChange(OneChange):
     """Exactly one of ``release``, ``wind``, ``source`` (a new release point)."""
 
     release: ReleaseChange | None = None
     wind: WindChange | None = None
     source: Point | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> PlumeChange:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"expected exactly one of release, wind, source; got {given or 'none'}"
-            )
-        return self
 
 
 class PlumeAdapter:
