@@ -93,6 +93,17 @@ def test_map_as_geotiff_png_and_contours(demo: str, tmp_path: Path) -> None:
         assert south - 1e-3 <= miny <= maxy <= north + 1e-3
 
 
+def test_map_at_a_chosen_time_with_an_explicit_format(demo: str, tmp_path: Path) -> None:
+    out = tmp_path / "noon.tif"
+    args = ["analyze", "map", "--property", "pm25", "--at", "2020-03-15T12:00+09:00",
+            "--window", "2", "--format", "tif", "--out", str(out), "-s", demo]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2020-03-15 01:00–03:00 UTC" in " ".join(result.output.split())  # 10–12 KST
+    with rasterio.open(out) as raster:
+        assert raster.driver == "GTiff"
+
+
 def test_hotspots_by_district_as_geojson(demo: str, tmp_path: Path) -> None:
     out = tmp_path / "hot.geojson"
     args = ["analyze", "hotspots", "-p", "pm25", "--by", "dong", "-o", str(out), "-s", demo]
