@@ -30,6 +30,7 @@ from citytwin.cli._shared import (
     summary_table,
 )
 from citytwin.cli.analyze import analyze_app
+from citytwin.cli.audit import audit_app
 from citytwin.cli.scenario import scenario_app
 from citytwin.cli.simulate import simulate_app
 from citytwin.config import Settings
@@ -54,6 +55,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(analyze_app, name="analyze")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(scenario_app, name="scenario")
+app.add_typer(audit_app, name="audit")
 
 
 def _version(value: bool) -> None:

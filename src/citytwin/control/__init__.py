@@ -1,0 +1,10 @@
+"""Autonomous control: decisions flow back to the physical city — explainable, checked, approved
+where it matters, and audited.
+
+- :mod:`.rules` — declarative rules over the twin's state (windows, hysteresis, cooldown,
+  active hours), validated on load and dry-run against history
+- :mod:`.tasks` — the task life cycle (created → awaiting approval → approved → sent →
+  acknowledged → done | failed | expired | rejected) with idempotency, retries and expiry
+- :mod:`.base` — the actuator contract; :mod:`.log` — the logging fake
+- :mod:`.audit` — an append-only, hash-chained log of every decision, and its verification
+"""
