@@ -7,8 +7,9 @@ callback the actuator was given, as ``on_ack(task_id, ok, detail)``. Record the 
 (``TaskBook.mark_sent`` or ``TaskBook.due_retries``), then call :meth:`Actuator.send`: a fast
 actuator may acknowledge before ``send`` returns.
 
-Actuators are chosen by URL through a lazy registry: ``log://name?ack=never`` (the fake) and
-``mqtt://host:port/topic-prefix``. An unknown scheme lists the valid ones.
+Actuators are chosen by URL through a lazy registry: ``log://name?ack=never`` (the fake); the
+MQTT actuator (``mqtt://host:port/topic-prefix``) is the next to register. An unknown scheme
+lists the valid ones.
 
 >>> with open_actuator("log://pump-1?ack=always") as actuator:
 ...     actuator.id, actuator.kind, actuator.acknowledges
@@ -32,12 +33,11 @@ AckCallback = Callable[[str, bool, str], None]  # (task id, ok, detail)
 # scheme -> "module:Class"; imported only when asked for, so no client connects at import time
 ACTUATORS: dict[str, str] = {
     "log": "citytwin.control.log:LogActuator",
-    "mqtt": "citytwin.control.mqtt_:MqttActuator",
 }
 
 
 class Actuator(ABC):
-    """The contract. Implementations: ``log://`` (fake), ``mqtt://`` (broker)."""
+    """The contract. Implementations: ``log://`` (the fake)."""
 
     kind: ClassVar[str]
     acknowledges: ClassVar[bool] = False  # reports acknowledgements through on_ack
@@ -71,7 +71,7 @@ class Actuator(ABC):
 
 
 def open_actuator(url: str, *, on_ack: AckCallback | None = None) -> Actuator:
-    """Open the actuator a URL names: ``log://name``, ``mqtt://host:port/topic-prefix``."""
+    """Open the actuator a URL names, e.g. ``log://name?ack=never``."""
     scheme = urlparse(url).scheme
     try:
         target = ACTUATORS[scheme]
