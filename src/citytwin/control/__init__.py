@@ -1,8 +1,9 @@
 """Autonomous control: decisions flow back to the physical city — explainable, checked, approved
 where it matters, and audited.
 
-- :mod:`.rules` — declarative rules over the twin's state (windows, hysteresis, cooldown,
-  active hours), validated on load and dry-run against history
+- :mod:`.rules` — declarative YAML rules over the twin's state (windows, hysteresis, cooldown,
+  active hours, actions), validated on load
+- :mod:`.rule_engine` — evaluating rules over readings, incrementally or as a dry run on history
 - :mod:`.tasks` — the task life cycle (created → awaiting approval → approved → sent →
   acknowledged → done | failed | expired | rejected) with idempotency, retries and expiry
 - :mod:`.base` — the actuator contract; :mod:`.log` — the logging fake
