@@ -6,6 +6,7 @@ where it matters, and audited.
 - :mod:`.rule_engine` — evaluating rules over readings, incrementally or as a dry run on history
 - :mod:`.tasks` — the task life cycle (created → awaiting approval → approved → sent →
   acknowledged → done | failed | expired | rejected) with idempotency, retries and expiry
-- :mod:`.base` — the actuator contract; :mod:`.log` — the logging fake
+- :mod:`.base` — the actuator contract; :mod:`.log` — the logging fake; :mod:`.mqtt_` — the MQTT
+  actuator (QoS 1 tasks to ``<prefix>/<id>``, acknowledgements on ``<prefix>/<id>/ack``)
 - :mod:`.audit` — an append-only, hash-chained log of every decision, and its verification
 """

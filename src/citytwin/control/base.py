@@ -7,9 +7,9 @@ callback the actuator was given, as ``on_ack(task_id, ok, detail)``. Record the 
 (``TaskBook.mark_sent`` or ``TaskBook.due_retries``), then call :meth:`Actuator.send`: a fast
 actuator may acknowledge before ``send`` returns.
 
-Actuators are chosen by URL through a lazy registry: ``log://name?ack=never`` (the fake); the
-MQTT actuator (``mqtt://host:port/topic-prefix``) is the next to register. An unknown scheme
-lists the valid ones.
+Actuators are chosen by URL through a lazy registry: ``log://name?ack=never`` (the fake) and
+``mqtt://host:port/topic-prefix?id=name`` (the MQTT actuator, :mod:`citytwin.control.mqtt_`).
+An unknown scheme lists the valid ones.
 
 >>> with open_actuator("log://pump-1?ack=always") as actuator:
 ...     actuator.id, actuator.kind, actuator.acknowledges
@@ -33,11 +33,12 @@ AckCallback = Callable[[str, bool, str], None]  # (task id, ok, detail)
 # scheme -> "module:Class"; imported only when asked for, so no client connects at import time
 ACTUATORS: dict[str, str] = {
     "log": "citytwin.control.log:LogActuator",
+    "mqtt": "citytwin.control.mqtt_:MqttActuator",
 }
 
 
 class Actuator(ABC):
-    """The contract. Implementations: ``log://`` (the fake)."""
+    """The contract. Implementations: ``log://`` (the fake) and ``mqtt://`` (MQTT, QoS 1)."""
 
     kind: ClassVar[str]
     acknowledges: ClassVar[bool] = False  # reports acknowledgements through on_ack
