@@ -59,7 +59,7 @@ def path(task: Task) -> list[tuple[str, str, str]]:
 def test_happy_path_with_approval_is_recorded_with_actors() -> None:
     book, clock = TaskBook(), Clock()
     actuator = wire(book, clock, ack="always")
-    task = create(book, parameters={"duration_min": 15}, requires_approval=True)
+    task = create(book, parameters={"spray_minutes": 15}, requires_approval=True)
     assert task.state is S.AWAITING_APPROVAL
     book.approve(
         task.id, actor="operator:kim", reason="heat wave warning", now=clock.advance(TIMEOUT)
@@ -82,7 +82,7 @@ def test_happy_path_with_approval_is_recorded_with_actors() -> None:
     ]
     assert actuator.sent == [task.payload() | {"attempt": 1}]
     assert actuator.sent[0]["idempotency_key"] == KEY
-    assert actuator.sent[0]["parameters"] == {"duration_min": 15}
+    assert actuator.sent[0]["parameters"] == {"spray_minutes": 15}
     assert task.terminal
     assert task.detail == "misting ran 15 min"
 
@@ -136,7 +136,7 @@ def test_same_key_gives_the_same_task() -> None:
     book = TaskBook()
     first = create(book)
     again = book.create(KEY, actuator_id="mist-1", command="open_misting", now=T0 + TIMEOUT,
-                        parameters={"duration_min": 20})  # fmt: skip
+                        parameters={"spray_minutes": 20})  # fmt: skip
     assert again is first
     assert len(book) == 1
     assert first.parameters == {}
