@@ -128,3 +128,13 @@ def test_rainfall_flood_on_the_demo_dem(demo_store: str, tmp_path: Path) -> None
     assert rain == pytest.approx(0.2 * area, rel=1e-6)  # 100 mm/h × 2 h on every cell
     flooded = json.loads((out / "flooded_buildings.geojson").read_text(encoding="utf-8"))
     assert all(f["properties"]["depth_max_m"] >= 0.1 for f in flooded["features"])
+
+
+def test_release_takes_the_wind_from_the_nearest_sensors(demo_store: str, tmp_path: Path) -> None:
+    args = ["simulate", "release", "--substance", "ammonia", "--rate", "50", "--at",
+            "127.0,37.53", "--when", "2020-03-15T14:00+09:00", "--extent", "2000",
+            "-o", str(tmp_path / "r"), "-s", demo_store]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "(nearest sensors)" in result.output
+    assert 0 < _figure(result.output, "wind") < 30  # m/s, from the demo's S-DoT anemometers

@@ -23,7 +23,7 @@ from citytwin.simulate.dispersion import insolation_from_elevation, stability_cl
 from citytwin.simulate.exposure import exposed_buildings, threshold_zones
 from citytwin.simulate.plume import plume_grid, wind_from_sensors
 from citytwin.simulate.substances import get_substance
-from citytwin.space.crs import DEFAULT_CITY_CRS
+from citytwin.space.crs import DEFAULT_CITY_CRS, to_city
 from citytwin.space.layers import to_frame
 from citytwin.store.base import Store
 from citytwin.twin.fields import district_outlines
@@ -154,20 +154,21 @@ def _stability_now(
 def _sensor_wind(store: Store, source: tuple[float, float], crs: str) -> tuple[float, float]:
     """The nearest located sensors' latest usable wind speed and direction."""
     twin = Twin(store)
-    latest = twin.latest()
-    latest = latest[(latest["quality"] & SUSPECT) == 0]
-    speed = latest[latest["observed_property"] == "wind_speed"].set_index("thing")["value"]
-    direction = latest[latest["observed_property"] == "wind_direction"].set_index("thing")
-    both = pd.concat([speed.rename("speed"), direction["value"].rename("direction")], axis=1)
-    places = latest.drop_duplicates("thing").set_index("thing")[["lon", "lat"]]
-    both = both.join(places).dropna()
+
+    def latest(prop: str) -> pd.DataFrame:  # only the wind datastreams, not every property
+        found = twin.latest(observed_property=prop)
+        return found[(found["quality"] & SUSPECT) == 0].set_index("thing")
+
+    speed, direction = latest("wind_speed"), latest("wind_direction")
+    both = pd.concat(
+        [speed["value"].rename("speed"), direction["value"].rename("direction"),
+         speed[["lon", "lat"]]], axis=1, join="inner",
+    ).dropna()  # fmt: skip
     if both.empty:
         raise ValidationError(
             "no wind given and no sensor in the store reports wind_speed and wind_direction; "
             "give --wind-speed and --wind-direction"
         )
-    from citytwin.space.crs import to_city
-
     x, y = to_city(both["lon"].to_numpy(), both["lat"].to_numpy(), crs)
     return wind_from_sensors(
         source, np.column_stack([x, y]), both["speed"].to_numpy(), both["direction"].to_numpy()
