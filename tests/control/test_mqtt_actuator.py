@@ -110,7 +110,7 @@ def test_acknowledged_end_to_end(broker: Mosquitto) -> None:
     key = create_task(book)
     url = f"{broker.url}/citytwin/tasks?id=truck-1"
     try:
-        with open_actuator(url, on_ack=lambda *answer: acks.put(answer)) as actuator:
+        with open_actuator(url, on_ack=lambda *answer, done=False: acks.put(answer)) as actuator:
             assert isinstance(actuator, MqttActuator)
             assert actuator.acknowledges
             task = book.mark_sent(key, now=T0)
@@ -137,7 +137,9 @@ def test_silent_device_expires_after_max_attempts(broker: Mosquitto) -> None:
     key = create_task(book)
     now = T0
     try:
-        with MqttActuator("truck-1", url=broker.url, on_ack=lambda *a: acks.append(a)) as actuator:
+        with MqttActuator(
+            "truck-1", url=broker.url, on_ack=lambda *a, done=False: acks.append(a)
+        ) as actuator:
             task = book.mark_sent(key, now=now)
             actuator.send(task)
             device.wait_received(1)
@@ -173,7 +175,9 @@ def test_malformed_acks_are_logged_and_ignored(
     key = create_task(book)
     caplog.set_level(logging.WARNING, logger="citytwin.control.mqtt_")
     try:
-        with MqttActuator("truck-1", url=broker.url, on_ack=lambda *a: acks.put(a)) as actuator:
+        with MqttActuator(
+            "truck-1", url=broker.url, on_ack=lambda *a, done=False: acks.put(a)
+        ) as actuator:
             task = book.mark_sent(key, now=T0)
             actuator.send(task)
             assert acks.get(timeout=5) == (task.id, True, "done")

@@ -42,7 +42,7 @@ class Clock:
 def wire(book: TaskBook, clock: Clock, *, ack: int | str) -> LogActuator:
     """A fake actuator whose acknowledgements go straight into the book, stamped by the clock."""
 
-    def on_ack(task_id: str, ok: bool, detail: str) -> None:
+    def on_ack(task_id: str, ok: bool, detail: str, /, done: bool = False) -> None:
         book.on_ack(task_id, ok, detail, now=clock())
 
     return LogActuator("mist-1", ack=ack, on_ack=on_ack)  # type: ignore[arg-type]

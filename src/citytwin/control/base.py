@@ -20,15 +20,23 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
 from urllib.parse import urlparse
 
 from citytwin.control.tasks import Task
 from citytwin.errors import UnknownBackendError
 
-AckCallback = Callable[[str, bool, str], None]  # (task id, ok, detail)
+
+class AckCallback(Protocol):
+    """``on_ack(task_id, ok, detail, done=False)``: an actuator's answer to one task.
+
+    ``done`` marks the final report (the action is finished: the task is done or failed);
+    without it a positive answer only acknowledges receipt.
+    """
+
+    def __call__(self, task_id: str, ok: bool, detail: str, /, done: bool = False) -> None: ...
+
 
 # scheme -> "module:Class"; imported only when asked for, so no client connects at import time
 ACTUATORS: dict[str, str] = {

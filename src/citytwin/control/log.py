@@ -45,11 +45,12 @@ class LogActuator(Actuator):
 
     @classmethod
     def from_url(cls, url: str, *, on_ack: AckCallback | None = None) -> Self:
-        """``log://name?ack=always|never|reject|N``."""
+        """``log://name?ack=always|never|reject|N`` (``?id=`` names it when the name is no host)."""
         parts = urlparse(url)
-        raw = parse_qs(parts.query).get("ack", ["always"])[-1]
+        query = parse_qs(parts.query)
+        raw = query.get("ack", ["always"])[-1]
         ack = _check_mode(int(raw) if raw.isdigit() else raw, where=url)
-        return cls(parts.netloc or "log", ack=ack, on_ack=on_ack)
+        return cls(query.get("id", [parts.netloc or "log"])[-1], ack=ack, on_ack=on_ack)
 
     def send(self, task: Task) -> None:
         """Record the payload, log it, and acknowledge according to :attr:`ack_mode`."""

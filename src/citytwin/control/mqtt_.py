@@ -5,7 +5,8 @@ One actuator talks to one device through a broker (paho-mqtt, MQTT 3.1.1):
 - ``send(task)`` publishes ``json.dumps(task.payload())`` at QoS 1 (at-least-once, the delivery
   semantics :mod:`citytwin.control.tasks` assumes), not retained, to ``{prefix}/{actuator id}``;
 - the device answers on ``{prefix}/{actuator id}/ack`` with a JSON object
-  ``{"task_id": "...", "ok": true, "detail": "..."}``, passed on as ``on_ack(task_id, ok, detail)``.
+  ``{"task_id": "...", "ok": true, "detail": "...", "done": false}``, passed on as
+  ``on_ack(task_id, ok, detail, done=done)`` (``done`` marks the final report).
 
 ``on_ack`` runs in paho's network thread (``loop_start``): hand the answer to the thread that owns
 the :class:`~citytwin.control.tasks.TaskBook` (a queue) rather than touching the book from it. A
@@ -171,8 +172,9 @@ class MqttActuator(Actuator):
         logger.info("actuator %s: ack %s on %s", self.id, answer, message.topic)
         if self.on_ack is None:
             return
+        task_id, ok, detail, done = answer
         try:
-            self.on_ack(*answer)
+            self.on_ack(task_id, ok, detail, done=done)
         except Exception:  # never let a callback's error stop paho's network thread
             logger.exception("actuator %s: on_ack failed for %s", self.id, answer)
 
@@ -200,22 +202,27 @@ class MqttActuator(Actuator):
         self.client.loop_stop()
 
 
-def _parse_ack(raw: bytes | bytearray) -> tuple[str, bool, str] | str:
-    """The acknowledgement as ``(task_id, ok, detail)``, or what is wrong with it."""
+def _parse_ack(raw: bytes | bytearray) -> tuple[str, bool, str, bool] | str:
+    """The answer as ``(task_id, ok, detail, done)``, or what is wrong with it.
+
+    ``{"task_id": "...", "ok": true, "detail": "...", "done": false}``: ``detail`` and ``done``
+    are optional (``done`` marks the final report of a finished action).
+    """
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return f"not JSON ({exc})"
     if not isinstance(body, dict):
         return f"expected a JSON object, got {type(body).__name__}"
-    task_id, ok, detail = body.get("task_id"), body.get("ok"), body.get("detail", "")
-    if isinstance(task_id, str) and task_id and isinstance(ok, bool) and isinstance(detail, str):
-        return task_id, ok, detail
-    problems = []
-    if not isinstance(task_id, str) or not task_id:
-        problems.append(f"task_id={task_id!r}: expected a non-empty string")
-    if not isinstance(ok, bool):
-        problems.append(f"ok={ok!r}: expected true or false")
-    if not isinstance(detail, str):
-        problems.append(f"detail={detail!r}: expected a string")
-    return "; ".join(problems)
+    task_id, ok = body.get("task_id"), body.get("ok")
+    detail, done = body.get("detail", ""), body.get("done", False)
+    checks = (
+        (isinstance(task_id, str) and bool(task_id), f"task_id={task_id!r}: expected a text"),
+        (isinstance(ok, bool), f"ok={ok!r}: expected true or false"),
+        (isinstance(detail, str), f"detail={detail!r}: expected a string"),
+        (isinstance(done, bool), f"done={done!r}: expected true or false"),
+    )  # fmt: skip
+    problems = [message for passed, message in checks if not passed]
+    if problems:
+        return "; ".join(problems)
+    return str(task_id), bool(ok), str(detail), bool(done)

@@ -192,13 +192,29 @@ class CheckSpec(_Strict):
 
 
 class TaskSpec(_Strict):
-    """Send a command to an actuator (an id, or a pattern with ``{scope}``/``{sensor|dong|gu}``)."""
+    """Send a command to an actuator (an id, or a pattern with ``{scope}``/``{sensor|dong|gu}``).
+
+    ``ack_timeout``, ``max_attempts`` and ``expires`` override the actuator's delivery defaults
+    (:class:`~citytwin.control.config.ActuatorSpec`).
+    """
 
     actuator: str
     command: str
     parameters: dict[str, Any] = Field(default_factory=dict)
     approval: Literal["required", "none"] = "required"
     check: CheckSpec | None = None
+    ack_timeout: pd.Timedelta | None = None
+    max_attempts: int | None = Field(None, ge=1)
+    expires: pd.Timedelta | None = None
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @field_validator("ack_timeout", "expires", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> pd.Timedelta | None:
+        if value is None or isinstance(value, pd.Timedelta):
+            return value
+        return parse_duration(str(value))
 
 
 class ScenarioSpec(_Strict):
@@ -248,6 +264,8 @@ class Rule(_Strict):
     when: Condition
     cooldown: pd.Timedelta = pd.Timedelta(0)
     actions: list[Action] = Field(default_factory=list)
+    dry_run: bool = False  # decide and record, but send nothing (per-rule dry run)
+    department: str | None = None  # the department that owns the rule (roles: writers edit own)
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
