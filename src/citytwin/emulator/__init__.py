@@ -20,6 +20,8 @@ from citytwin.emulator.faults import (
 )
 from citytwin.emulator.feeds import generate_day
 from citytwin.emulator.kma import write_kma_hourly
+from citytwin.emulator.live import LiveCity, LiveSensor
+from citytwin.emulator.live_mqtt import LiveCityRunner
 from citytwin.emulator.scoring import QcScore, label_rows, score_flags
 from citytwin.emulator.sdot import WrittenFeed, encode_sdot_2020, write_sdot_2020, write_sdot_hourly
 from citytwin.emulator.sites import SensorSite, Sites, Station, load_sites, load_stations
@@ -30,6 +32,9 @@ __all__ = [
     "NO_FAULTS",
     "FaultLabels",
     "FaultPlan",
+    "LiveCity",
+    "LiveCityRunner",
+    "LiveSensor",
     "QcScore",
     "SensorSite",
     "Sites",
