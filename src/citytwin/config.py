@@ -7,6 +7,9 @@ Values come from keyword arguments, else ``CITYTWIN_*`` environment variables, e
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,7 +48,26 @@ class Settings(BaseModel):
         "(MQTT notifications)",
     )
     api_tokens: tuple[str, ...] = Field(
-        (), repr=False, description="Bearer tokens allowed to write (env: comma-separated)"
+        (),
+        repr=False,
+        description="API keys: TOKEN (admin), TOKEN=admin|operator|public, "
+        "TOKEN=writer:DEPARTMENT, each optionally @NAME (env: comma-separated); see "
+        "citytwin.auth",
+    )
+    api_keys_file: str | None = Field(
+        None,
+        description="YAML list of keys {token | token_sha256, role, department?, name?}, "
+        "so that keys can be kept as hashes only",
+    )
+    feed_departments: tuple[str, ...] = Field(
+        (),
+        description="feed=department pairs: which department owns the Things of a feed "
+        "(env: comma-separated)",
+    )
+    audit_log: str | None = Field(
+        None,
+        description="Audit log (JSON Lines); None: next to the store file (name.audit.jsonl), "
+        "ephemeral for an in-memory store, else ./audit.jsonl",
     )
 
     @classmethod
@@ -56,8 +78,34 @@ class Settings(BaseModel):
             for name in cls.model_fields
             if f"CITYTWIN_{name.upper()}" in os.environ
         }
-        for name in ("api_tokens", "mqtt_ingest_topics"):  # comma-separated lists
+        for name in (
+            "api_tokens",
+            "mqtt_ingest_topics",
+            "feed_departments",
+        ):  # comma-separated lists
             if isinstance(text := env.get(name), str):
                 env[name] = tuple(t.strip() for t in text.split(",") if t.strip())
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls.model_validate(env)
+
+
+def audit_log_path(settings: Settings) -> Path:
+    """Where the audit log is: ``settings.audit_log``, else derived from the store URL.
+
+    ``duckdb:///dir/name.duckdb`` → ``dir/name.audit.jsonl``; an in-memory store (``memory://``,
+    ``duckdb://``) → a file in a fresh temporary folder (as ephemeral as the store); anything else
+    → ``audit.jsonl`` in the working folder.
+
+    >>> audit_log_path(Settings(store_url="duckdb:///data/city.duckdb")).as_posix()
+    'data/city.audit.jsonl'
+    """
+    if settings.audit_log:
+        return Path(settings.audit_log)
+    url = urlparse(settings.store_url)
+    path = url.netloc + url.path[1:] if url.path.startswith("/") else url.path
+    if url.scheme == "memory" or (url.scheme == "duckdb" and path in ("", ":memory:")):
+        return Path(tempfile.mkdtemp(prefix="citytwin-audit-")) / "audit.jsonl"
+    if url.scheme == "duckdb":
+        store_file = Path(path)
+        return store_file.with_name(f"{store_file.stem}.audit.jsonl")
+    return Path("audit.jsonl")

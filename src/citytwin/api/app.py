@@ -1,4 +1,9 @@
-"""The web application factory: ``create_app(settings, *, store=None, bus=None)``.
+"""The web application factory: ``create_app(settings, *, store=None, bus=None, audit=None)``.
+
+Access (roles: :mod:`citytwin.auth`, HTTP side: :mod:`citytwin.api.auth`) is recorded in
+``app.state.audit``: the given :class:`~citytwin.control.audit.AuditLog`, else one at
+:func:`citytwin.config.audit_log_path` (ephemeral when a store is injected and
+``settings.audit_log`` is not set).
 
 Nothing connects at import time. An injected store or bus belongs to the caller (it is never
 closed here); without one, the app opens ``settings.store_url`` on the first request that needs it
@@ -19,16 +24,29 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from citytwin import __version__
-from citytwin.api import analysis, features, ngsi_ld, scenarios, sta_update, sta_write, twin, ws
+from citytwin.api import (
+    analysis,
+    auth,
+    features,
+    ngsi_ld,
+    scenarios,
+    sta_update,
+    sta_write,
+    twin,
+    ws,
+)
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import VERSION, StoreAccess, create_router
 from citytwin.api.sta_mqtt import StaMqttBridge
+from citytwin.auth import AccessPolicy
 from citytwin.bus import Bus, open_bus
-from citytwin.config import Settings
+from citytwin.config import Settings, audit_log_path
+from citytwin.control.audit import AuditLog
 from citytwin.mqtt.ingest import MqttIngest
 from citytwin.store.base import Store
 
@@ -38,6 +56,7 @@ def create_app(
     *,
     store: Store | None = None,
     bus: Bus | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
     """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
 
@@ -82,8 +101,10 @@ def create_app(
     app.state.store_access = access
     app.state.settings = settings
     app.state.bus = live
+    app.state.access_policy = AccessPolicy.from_settings(settings)  # a bad key fails here
+    app.state.audit = audit if audit is not None else AuditLog(_audit_path(settings, store))
     install_error_handlers(app)
-    sta_write.install_error_handlers(app)
+    auth.install_error_handlers(app)
     # writes first: routes are matched in order, and a device POSTing an Observation should not
     # walk past every read route (a GET skips the write routes as cheaply: wrong method)
     app.include_router(sta_write.create_router())
@@ -127,6 +148,14 @@ class _DeviceIngest:
         """Flush, acknowledge and disconnect (the session stays on the broker)."""
         self._stop.set()
         self._thread.join(30)
+
+
+def _audit_path(settings: Settings, store: Store | None) -> Path:
+    """The configured audit log; with an injected store and none configured, an ephemeral one
+    (the caller owns the store, and settings.store_url does not describe it)."""
+    if store is not None and settings.audit_log is None:
+        return audit_log_path(settings.model_copy(update={"store_url": "memory://"}))
+    return audit_log_path(settings)
 
 
 def _opener(settings: Settings) -> Callable[[], Store]:

@@ -1,8 +1,9 @@
 """Scenario endpoints: create, run, list and compare versioned what-ifs.
 
-- ``POST /scenarios`` — create (or replace) a scenario from a JSON spec (bearer token);
+- ``POST /scenarios`` — create (or replace) a scenario from a JSON spec (a key of role admin,
+  writer or operator: :func:`citytwin.api.auth.require`, action ``scenarios``);
 - ``GET /scenarios`` — the stored scenarios; ``GET /scenarios/{name}`` — one spec and its runs;
-- ``POST /scenarios/{name}/runs`` — run it (bearer token; the baseline is run once if new);
+- ``POST /scenarios/{name}/runs`` — run it (same keys; the baseline is run once if new);
 - ``GET /scenarios/{name}/runs`` — its runs with summaries and result hashes;
 - ``GET /scenarios/compare?a=&b=`` — deltas of ``a`` against ``b`` (default: ``a``'s baseline)
   as JSON, or the difference map with ``format=png``.
@@ -25,14 +26,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from citytwin.api.auth import require
 from citytwin.api.errors import InvalidParameterError
-from citytwin.api.sta_write import authorise
+from citytwin.auth import Principal
 from citytwin.services import scenarios
 from citytwin.services.scenarios import ScenarioNotFoundError
 
 #: A scenario spec is a few hundred bytes; anything much larger is a mistake or an attack.
 MAX_SPEC_BYTES = 64 * 1024
-Authorised = Annotated[None, Depends(authorise)]
+#: Creating and running scenarios is analysis: admin, writer and operator keys; public 403.
+Authorised = Annotated[Principal, Depends(require("scenarios"), scope="function")]
 
 
 def scenario_dir(request: Request) -> Path:

@@ -1,7 +1,9 @@
 """OGC SensorThings API v1.1 Part 1 (Sensing), write side: update (PATCH, PUT) and delete.
 
 Reference: OGC 18-088 section 10.3 (update an entity) and section 10.4 (delete an entity). Every
-route needs the bearer token of :func:`citytwin.api.sta_write.authorise` (401/403 as for POST).
+route needs a key that may write (:func:`citytwin.api.auth.require`, 401/403 as for POST); a
+department writer changes only what belongs to its department, before and after the change
+(the shared catalogue of Sensors, ObservedProperties and FeaturesOfInterest only an admin).
 
 Update
 ------
@@ -53,6 +55,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from citytwin.api.auth import Writer, check_datastreams, check_entities, department_cache, stamp
 from citytwin.api.errors import InvalidParameterError, NotFoundError
 from citytwin.api.sta import (
     ENTITY_SETS,
@@ -78,6 +81,7 @@ from citytwin.api.sta_write import (
     parse,
     request_body,
 )
+from citytwin.auth import Principal, Role
 from citytwin.model.geojson import Geometry
 from citytwin.model.sensing import (
     Datastream,
@@ -237,6 +241,13 @@ def _bound(store: Store, binding: Binding, value: Link | list[Link] | None) -> i
 
 def update_entity(store: Store, current: Entity, body: JSON, *, replace: bool) -> Entity:
     """The entity after a PATCH (``replace=False``) or PUT; registered, extra rows too."""
+    updated = updated_entity(store, current, body, replace=replace)
+    store.register([updated, *_moves(current, updated)])
+    return updated
+
+
+def updated_entity(store: Store, current: Entity, body: JSON, *, replace: bool) -> Entity:
+    """The entity a PATCH (``replace=False``) or PUT would make, not yet registered."""
     kind = type(current)
     patch = parse(PATCHES[kind.entity_set], body)
     links = {f: getattr(current, f) for f in kind.link_fields()}
@@ -250,7 +261,6 @@ def update_entity(store: Store, current: Entity, body: JSON, *, replace: bool) -
     doc = merge_patch({} if replace else current.to_sta(), plain)
     doc.pop("@iot.id", None)
     updated: Entity = parse(kind, {**doc, **links, "key": current.key, "@iot.id": current.id})
-    store.register([updated, *_moves(current, updated)])
     return updated
 
 
@@ -350,10 +360,37 @@ def _found(store: Store, entity_set: str, entity_id: int) -> Entity | Observatio
     raise NotFoundError(entity_set, entity_id)
 
 
+def _check_observation(
+    request: Request, who: Principal, current: ObservationFrame, body: JSON
+) -> None:
+    """A writer may move an Observation only between Datastreams of its department."""
+    target = parse(ObservationPatch, body).datastream
+    ids = [int(current.datastream_id[0])] + ([target.id] if target is not None else [])
+    check_datastreams(request.app.state, who, ids)
+
+
+def _owned(entity_set: str, who: Principal, fields: JSON, *, replace: bool) -> JSON:
+    """A writer's PUT of a Thing keeps its department when the body names none."""
+    if entity_set == "Things" and replace and who.role is Role.WRITER:
+        return {**fields, "properties": stamp(fields.get("properties") or {}, who)}
+    return fields
+
+
+def _forget_owners(request: Request, entity_set: str) -> None:
+    """Ownership of Datastreams follows Things and Datastreams: forget what was looked up."""
+    if entity_set in ("Things", "Datastreams"):
+        department_cache(request.app.state).clear()
+
+
 def _updater(entity_set: str, *, replace: bool) -> Callable[..., JSONResponse]:
-    def update(request: Request, access: Access, body: Body, id: int) -> JSONResponse:
-        fields = _check_id(body, id)
+    def update(request: Request, access: Access, body: Body, who: Writer, id: int) -> JSONResponse:
+        fields = _owned(entity_set, who, _check_id(body, id), replace=replace)
         events: list[dict[str, object]] = []
+        if entity_set == "Observations" and who.role is not Role.ADMIN:
+            with access.lock:
+                found = _found(access.store(), entity_set, id)
+            assert isinstance(found, ObservationFrame)
+            _check_observation(request, who, found, fields)
         with access.lock:
             store = access.store()
             current = _found(store, entity_set, id)
@@ -361,7 +398,11 @@ def _updater(entity_set: str, *, replace: bool) -> Callable[..., JSONResponse]:
                 frame = update_observation(store, current, fields, replace=replace)
                 rendered = render_observations(frame, service_base(request))[0]
             else:
-                entity = update_entity(store, current, fields, replace=replace)
+                entity = updated_entity(store, current, fields, replace=replace)
+                state = request.app.state
+                check_entities(state, store, who, [(current, "update"), (entity, "update")])
+                store.register([entity, *_moves(current, entity)])
+                _forget_owners(request, entity_set)
                 rendered = render_entity(entity, service_base(request))
                 events.append(entity_event(entity, current))
         announce(request, events)  # after the commit, for the MQTT bridge
@@ -371,14 +412,21 @@ def _updater(entity_set: str, *, replace: bool) -> Callable[..., JSONResponse]:
 
 
 def _deleter(entity_set: str) -> Callable[..., Response]:
-    def delete(access: Access, id: int) -> Response:
+    def delete(request: Request, access: Access, who: Writer, id: int) -> Response:
+        if entity_set == "Observations" and who.role is not Role.ADMIN:
+            with access.lock:
+                found = _found(access.store(), entity_set, id)
+            assert isinstance(found, ObservationFrame)
+            check_datastreams(request.app.state, who, [int(found.datastream_id[0])])
         with access.lock:
             store = access.store()
             found = _found(store, entity_set, id)
             if isinstance(found, ObservationFrame):
                 store.delete_observations(identities=found)
             else:
+                check_entities(request.app.state, store, who, [(found, "delete")])
                 delete_entities(store, type(found), [id])
+                _forget_owners(request, entity_set)
         return Response(status_code=200)
 
     return delete
@@ -386,7 +434,7 @@ def _deleter(entity_set: str) -> Callable[..., Response]:
 
 def create_router() -> APIRouter:
     """PATCH, PUT and DELETE on ``/v1.1/<EntitySet>({id})``; all need authorisation."""
-    router = APIRouter(prefix=f"/{VERSION}", dependencies=[Depends(authorise)])
+    router = APIRouter(prefix=f"/{VERSION}", dependencies=[Depends(authorise, scope="function")])
     for entity_set in ENTITY_SETS:
         path = f"/{entity_set}({{id}})"
         body = request_body(PATCHES[entity_set])

@@ -8,9 +8,11 @@ Bodies are read from the raw request and validated here (:func:`parse`), so that
 field path the way STA clients expect; their JSON schemas are still published in the OpenAPI
 document (:func:`request_body`), so generated clients and schemathesis see them.
 
-Security by default: every write needs ``Authorization: Bearer <token>`` with a token listed in
-``Settings.api_tokens`` (env ``CITYTWIN_API_TOKENS``, comma-separated). With no token configured
-every write is refused (403); a missing or wrong token is a 401.
+Security by default: every write needs ``Authorization: Bearer <token>`` of a key whose role may
+write (:func:`citytwin.api.auth.require`, roles in :mod:`citytwin.auth`). With no key configured
+every write is refused (403); a missing or wrong token is a 401, a public or operator key a 403.
+A department writer creates Things stamped with its department and writes only what hangs on
+Things of its department (403 naming the entity and both departments otherwise).
 
 Ids are server-assigned: each created entity gets a natural key ``api:<uuid4>`` and its ``@iot.id``
 derives from it (:func:`citytwin.model.sensing.stable_id`). An inline object carrying ``@iot.id``
@@ -33,7 +35,6 @@ publishes it), an existing one a deep insert links as an ``"update"`` (:func:`en
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import uuid
@@ -45,7 +46,7 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from numpy.typing import NDArray
 from pydantic import (
@@ -61,7 +62,17 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from citytwin.api.errors import InvalidParameterError, error_body
+from citytwin.api.auth import WriteError as WriteError  # re-exported: raised by update routes
+from citytwin.api.auth import (
+    Writer,
+    check_datastreams,
+    check_datastreams_async,
+    check_entities,
+    require,
+    stamp,
+)
+from citytwin.api.auth import install_error_handlers as install_error_handlers
+from citytwin.api.errors import InvalidParameterError
 from citytwin.api.sta import (
     VERSION,
     StoreAccess,
@@ -71,9 +82,8 @@ from citytwin.api.sta import (
     service_base,
 )
 from citytwin.api.sta_batch import ObservationBatcher, Outcome
+from citytwin.auth import Principal
 from citytwin.bus.base import Bus, observations_topic
-from citytwin.config import Settings
-from citytwin.errors import CitytwinError
 from citytwin.model.geojson import Geometry
 from citytwin.model.sensing import (
     GEOJSON,
@@ -102,61 +112,12 @@ DATA_ARRAY_COMPONENTS = frozenset({"phenomenonTime", "result", "resultTime"})
 ENTITIES = "entities"  # bus topics entities/<EntitySet>: entities created or updated over HTTP
 
 
-# -- errors -------------------------------------------------------------------------------------
-class WriteError(CitytwinError):
-    """A refused write with its own status code (401, 403, 405, 409)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        parameter: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.parameter = parameter
-        self.headers = headers or {}
-        super().__init__(message)
-
-
-async def _write_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, WriteError)
-    body = error_body(error.status, type(error).__name__, str(error), error.parameter)
-    return JSONResponse(body, status_code=error.status, headers=error.headers)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    """Give :class:`WriteError` its own status codes (the generic table maps it to 500)."""
-    app.add_exception_handler(WriteError, _write_error)
-
-
 # -- authorisation ------------------------------------------------------------------------------
-async def authorise(request: Request) -> None:
-    """Let the request write only with a bearer token from ``settings.api_tokens``.
-
-    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread
-    pool, a round trip that costs more than the check itself.
-    """
-    settings: Settings = request.app.state.settings
-    tokens = [t for t in settings.api_tokens if t]
-    if not tokens:
-        raise WriteError(
-            403,
-            "writes are disabled: no API tokens configured; set CITYTWIN_API_TOKENS to a "
-            "comma-separated list of tokens (or Settings(api_tokens=(...))) and send "
-            "'Authorization: Bearer <token>'",
-        )
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    challenge = {"WWW-Authenticate": 'Bearer realm="citytwin"'}
-    if scheme.lower() != "bearer" or not token.strip():
-        raise WriteError(401, "writes need 'Authorization: Bearer <token>'", headers=challenge)
-    presented = token.strip().encode()
-    if not any(hmac.compare_digest(presented, t.encode()) for t in tokens):
-        raise WriteError(401, "the bearer token is not valid", headers=challenge)
+authorise = require("write")
+"""The dependency of every write route (kept under its old name for callers of before roles)."""
 
 
-async def json_body(request: Request, _: Annotated[None, Depends(authorise)]) -> Any:
+async def json_body(request: Request, _: Writer) -> Any:
     """The JSON body, read only after the request is authorised."""
     raw = await request.body()
     try:
@@ -568,15 +529,38 @@ _BUILDERS: dict[str, tuple[type[BaseModel], Callable[[Creation, Any], Entity]]] 
 }
 
 
+def _stamped(parsed: BaseModel, who: Principal) -> BaseModel:
+    """A writer's new Thing (or free Location) carries its department unless it names one."""
+    if isinstance(parsed, ThingIn) or (isinstance(parsed, LocationIn) and not parsed.things):
+        return parsed.model_copy(update={"properties": stamp(parsed.properties, who)})
+    return parsed
+
+
+def _check_creation(
+    request: Request, who: Principal, creation: Creation, stored: dict[tuple[str, int], Entity]
+) -> None:
+    """403 unless the writer may create every entity (and change every linked one)."""
+    pending = {t.id or 0: t for t in creation.entities if isinstance(t, Thing)}
+    changes: list[tuple[Entity, str]] = []
+    for entity in creation.entities:
+        before = stored.get((entity.entity_set, entity.id or 0))
+        if before is None:
+            changes.append((entity, "create"))
+        elif not isinstance(before, (Sensor, ObservedProperty, FeatureOfInterest)):
+            changes += [(before, "update"), (entity, "update")]
+    check_entities(request.app.state, creation.store, who, changes, pending=pending)
+
+
 def _add_create_route(router: APIRouter, entity_set: str) -> None:
     model, build = _BUILDERS[entity_set]
 
-    def create(request: Request, access: Access, body: Body) -> JSONResponse:
-        parsed = parse(model, body)
+    def create(request: Request, access: Access, body: Body, who: Writer) -> JSONResponse:
+        parsed = _stamped(parse(model, body), who)
         with access.lock:
             creation = Creation(access.store())
             entity = build(creation, parsed)
             stored = _stored_before(creation)
+            _check_creation(request, who, creation, stored)
             creation.commit()
         _publish(request, ObservationFrame.concat(creation.frames))
         events = {
@@ -593,9 +577,12 @@ def _add_create_route(router: APIRouter, entity_set: str) -> None:
     )  # fmt: skip
 
 
-async def _write_one(request: Request, obs: ObservationIn, datastream_id: int) -> JSONResponse:
+async def _write_one(
+    request: Request, who: Principal, obs: ObservationIn, datastream_id: int
+) -> JSONResponse:
     if not 0 <= datastream_id < 2**63:  # the stores keep ids as BIGINT: this names nothing
         raise InvalidParameterError("Datastream", f"no Datastreams({datastream_id})")
+    await check_datastreams_async(request.app.state, who, [datastream_id])
     t = to_micros(obs.phenomenon_time)
     outcome = await _batcher(request).create(datastream_id, t, obs.result)
     if outcome is Outcome.NO_DATASTREAM:
@@ -614,20 +601,22 @@ async def _write_one(request: Request, obs: ObservationIn, datastream_id: int) -
     return _created(body)
 
 
-async def create_observation(request: Request, body: Body) -> JSONResponse:
+async def create_observation(request: Request, body: Body, who: Writer) -> JSONResponse:
     """Written with the requests arriving meanwhile (:mod:`citytwin.api.sta_batch`)."""
     obs: ObservationIn = parse(ObservationIn, body)
     if obs.datastream is None:
         raise InvalidParameterError("Datastream", "an Observation needs a Datastream link")
-    return await _write_one(request, obs, obs.datastream.id)
+    return await _write_one(request, who, obs, obs.datastream.id)
 
 
-async def create_datastream_observation(request: Request, body: Body, id: int) -> JSONResponse:
+async def create_datastream_observation(
+    request: Request, body: Body, who: Writer, id: int
+) -> JSONResponse:
     """Written with the requests arriving meanwhile (:mod:`citytwin.api.sta_batch`)."""
     obs: ObservationIn = parse(ObservationIn, body)
     if obs.datastream is not None and obs.datastream.id != id:
         raise InvalidParameterError("Datastream", f"differs from the path's Datastreams({id})")
-    return await _write_one(request, obs, id)
+    return await _write_one(request, who, obs, id)
 
 
 def _data_array_rows(block: DataArrayIn, index: int) -> tuple[list[int | None], list[float]]:
@@ -719,7 +708,7 @@ def _joined(parts: list[NDArray[Any]]) -> NDArray[Any]:
     return np.concatenate(parts) if parts else np.empty(0)
 
 
-def create_observations(request: Request, access: Access, body: Body) -> JSONResponse:
+def create_observations(request: Request, access: Access, body: Body, who: Writer) -> JSONResponse:
     """OGC 18-088 section 14.3: rows of dataArrays, written as one ObservationFrame.
 
     A row is ``"error"`` when it is invalid, when its identity (datastream, phenomenon time) is
@@ -734,6 +723,7 @@ def create_observations(request: Request, access: Access, body: Body) -> JSONRes
         _joined([r for _, r, _ in rows]),
     )
     valid = _joined([v for _, _, v in rows]).astype(bool)
+    check_datastreams(request.app.state, who, [block.datastream.id for block in blocks])
     with access.lock:
         store = access.store()
         wanted = sorted({block.datastream.id for block in blocks})
@@ -754,7 +744,7 @@ def create_observations(request: Request, access: Access, body: Body) -> JSONRes
 
 def create_router() -> APIRouter:
     """The write routes of the SensorThings API, mounted at ``/v1.1``; all need authorisation."""
-    router = APIRouter(prefix=f"/{VERSION}", dependencies=[Depends(authorise)])
+    router = APIRouter(prefix=f"/{VERSION}", dependencies=[Depends(authorise, scope="function")])
     for entity_set in _BUILDERS:
         _add_create_route(router, entity_set)
     router.add_api_route(

@@ -1,13 +1,13 @@
 """``citytwin audit …`` — check and read the hash-chained audit log of control decisions.
 
-The log file is the FILE argument, else ``$CITYTWIN_AUDIT_LOG``, else ``audit.jsonl`` in the
-working folder.
+The log file is the FILE argument, else the settings' (:func:`citytwin.config.audit_log_path`:
+``$CITYTWIN_AUDIT_LOG``, else next to the store file of ``$CITYTWIN_STORE_URL`` as
+``NAME.audit.jsonl``, else ``audit.jsonl`` in the working folder).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from citytwin.cli._shared import console, domain_errors, err_console, summary_table
+from citytwin.config import Settings, audit_log_path
 from citytwin.control.audit import AuditLog
 from citytwin.errors import ValidationError
 
@@ -26,14 +27,15 @@ audit_app = typer.Typer(
 FileArgument = Annotated[
     Path | None,
     typer.Argument(
-        help="Audit log (default: $CITYTWIN_AUDIT_LOG or ./audit.jsonl).", show_default=False
+        help="Audit log (default: $CITYTWIN_AUDIT_LOG, else next to the store file).",
+        show_default=False,
     ),
 ]
 
 
 def audit_path(argument: Path | None) -> Path:
-    """FILE, else ``$CITYTWIN_AUDIT_LOG``, else ``audit.jsonl`` here."""
-    return argument or Path(os.environ.get("CITYTWIN_AUDIT_LOG") or "audit.jsonl")
+    """FILE, else the settings' audit log (``$CITYTWIN_AUDIT_LOG``, else beside the store)."""
+    return argument or audit_log_path(Settings.from_env())
 
 
 def _existing_log(argument: Path | None) -> AuditLog:
