@@ -64,6 +64,11 @@ class Settings(BaseModel):
         description="feed=department pairs: which department owns the Things of a feed "
         "(env: comma-separated)",
     )
+    control_file: str | None = Field(
+        None,
+        description="Control file (YAML: actuators and rules, see citytwin.control.config); "
+        "None runs no control loop",
+    )
     audit_log: str | None = Field(
         None,
         description="Audit log (JSON Lines); None: next to the store file (name.audit.jsonl), "

@@ -21,11 +21,13 @@ via MQTT only with ``settings.mqtt_create``; links in notifications start at
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pandas as pd
 from fastapi import FastAPI
 
 from citytwin import __version__
@@ -37,9 +39,11 @@ from citytwin.api import (
     scenarios,
     sta_update,
     sta_write,
+    tasking,
     twin,
     ws,
 )
+from citytwin.api import control as control_api
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import VERSION, StoreAccess, create_router
 from citytwin.api.sta_mqtt import StaMqttBridge
@@ -47,8 +51,11 @@ from citytwin.auth import AccessPolicy
 from citytwin.bus import Bus, open_bus
 from citytwin.config import Settings, audit_log_path
 from citytwin.control.audit import AuditLog
+from citytwin.control.dispatcher import Controller
 from citytwin.mqtt.ingest import MqttIngest
+from citytwin.services.control import ControlLoop, build_controller
 from citytwin.store.base import Store
+from citytwin.twin.state import Twin
 
 
 def create_app(
@@ -57,6 +64,7 @@ def create_app(
     store: Store | None = None,
     bus: Bus | None = None,
     audit: AuditLog | None = None,
+    control: Controller | None = None,
 ) -> FastAPI:
     """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
 
@@ -80,9 +88,14 @@ def create_app(
         app.state.mqtt = bridge
         devices = _DeviceIngest.start(settings, access, live)
         app.state.mqtt_ingest = devices
+        running = app.state.control.start(live) if app.state.control is not None else None
         try:
             yield
         finally:
+            if running is not None:
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+                await asyncio.to_thread(app.state.control.controller.close)
             if devices is not None:
                 await asyncio.to_thread(devices.stop)
             if bridge is not None:
@@ -103,16 +116,19 @@ def create_app(
     app.state.bus = live
     app.state.access_policy = AccessPolicy.from_settings(settings)  # a bad key fails here
     app.state.audit = audit if audit is not None else AuditLog(_audit_path(settings, store))
+    app.state.control = _control_loop(settings, access, app.state.audit, live, control)
     install_error_handlers(app)
     auth.install_error_handlers(app)
     # writes first: routes are matched in order, and a device POSTing an Observation should not
     # walk past every read route (a GET skips the write routes as cheaply: wrong method)
     app.include_router(sta_write.create_router())
     app.include_router(sta_update.create_router())
+    app.include_router(tasking.create_router())  # before the Sensing routes: /v1.1/Tasks …
     app.include_router(create_router())
     app.include_router(twin.create_router())
     app.include_router(analysis.create_router())
     app.include_router(scenarios.create_router())
+    app.include_router(control_api.create_router())
     app.include_router(features.create_router())
     app.include_router(ngsi_ld.create_router())
     app.include_router(ws.create_router())
@@ -148,6 +164,29 @@ class _DeviceIngest:
         """Flush, acknowledge and disconnect (the session stays on the broker)."""
         self._stop.set()
         self._thread.join(30)
+
+
+def _control_loop(
+    settings: Settings, access: StoreAccess, audit: AuditLog, bus: Bus, given: Controller | None
+) -> ControlLoop | None:
+    """The control loop: around the given controller, else one built from the control file
+    (built here, not at start-up, so a bad file fails ``create_app`` with its message)."""
+    controller = given
+    if controller is None and settings.control_file is not None:
+        controller = build_controller(
+            settings.control_file,
+            audit=audit,
+            scenario_dir=os.environ.get("CITYTWIN_SCENARIO_DIR") or "scenarios",
+            bus=bus,
+        )
+    if controller is None:
+        return None
+
+    def catalogue() -> pd.DataFrame:
+        with access.lock:
+            return Twin(access.store()).catalogue()
+
+    return ControlLoop(controller, catalogue)
 
 
 def _audit_path(settings: Settings, store: Store | None) -> Path:

@@ -438,12 +438,19 @@ def _add_nav_route(router: APIRouter, entity_set: str, nav: Nav) -> None:
     )  # fmt: skip
 
 
+TASKING_CONFORMANCE = "http://www.opengis.net/spec/iot_tasking/1.0/req/tasking-core"
+
+
 def service_root(request: Request) -> dict[str, Any]:
     """The service root: every entity set and the conformance classes implemented."""
     base = service_base(request)
+    names, conformance = list(ENTITY_SETS), list(CONFORMANCE)
+    if getattr(request.app.state, "control", None) is not None:  # Part 2: Tasking Core
+        names += ["Actuators", "TaskingCapabilities", "Tasks"]
+        conformance.append(TASKING_CONFORMANCE)
     return {
-        "value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS],
-        "serverSettings": {"conformance": CONFORMANCE},
+        "value": [{"name": name, "url": f"{base}/{name}"} for name in names],
+        "serverSettings": {"conformance": conformance},
     }
 
 

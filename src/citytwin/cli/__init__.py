@@ -31,6 +31,7 @@ from citytwin.cli._shared import (
 )
 from citytwin.cli.analyze import analyze_app
 from citytwin.cli.audit import audit_app
+from citytwin.cli.control import control_app
 from citytwin.cli.scenario import scenario_app
 from citytwin.cli.simulate import simulate_app
 from citytwin.config import Settings
@@ -56,6 +57,7 @@ app.add_typer(analyze_app, name="analyze")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(audit_app, name="audit")
+app.add_typer(control_app, name="control")
 
 
 def _version(value: bool) -> None:

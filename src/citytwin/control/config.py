@@ -6,6 +6,11 @@ One YAML file (``citytwin control check control.yaml`` validates it)::
     actuators:
       - match: "spray-truck:*"  # actuator ids (fnmatch pattern); first match wins
         url: mqtt://127.0.0.1:1883/citytwin/tasks
+        name: Road water-spray trucks
+        commands:               # published as SensorThings TaskingCapabilities
+          spray:
+            description: Wash the roads of the dong
+            parameters: {minutes: {type: integer, unit: min, required: true}}
         rate_limit: 2/h         # at most 2 tasks sent per hour to each matching actuator
         ack_timeout: 30s        # re-send after 30 s without acknowledgement ...
         max_attempts: 3         # ... up to 3 sends in all
@@ -32,7 +37,7 @@ import fnmatch
 import logging
 import re
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
@@ -69,6 +74,26 @@ def parse_rate(text: str) -> RateLimit:
     return RateLimit(int(match.group(1)), parse_duration(_PERIOD_WORDS.get(period, period)))
 
 
+class ParameterSpec(BaseModel):
+    """One tasking parameter of a command (published in the SensorThings TaskingCapability)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["number", "integer", "text", "boolean"] = "number"
+    unit: str | None = None  # UCUM code, e.g. "min"
+    description: str = ""
+    required: bool = False
+
+
+class CommandSpec(BaseModel):
+    """A command an actuator understands, with its parameters (none declared: any accepted)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+
+
 class ActuatorSpec(BaseModel):
     """Where tasks for matching actuator ids go, and how they are delivered."""
 
@@ -76,6 +101,9 @@ class ActuatorSpec(BaseModel):
 
     match: str = Field(min_length=1)
     url: str = Field(min_length=1)
+    name: str = ""
+    description: str = ""
+    commands: dict[str, CommandSpec] = Field(default_factory=dict)
     rate_limit: RateLimit | None = None
     ack_timeout: pd.Timedelta = pd.Timedelta(seconds=30)
     max_attempts: int = Field(3, ge=1)

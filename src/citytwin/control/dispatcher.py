@@ -372,6 +372,24 @@ class Controller:
             )
             self._alert("override", f"automation {verb} for {actuator} by {actor}: {reason}")
 
+    def set_dry_run(self, active: bool, *, actor: str) -> None:
+        """Switch the global dry run (recorded)."""
+        with self._lock:
+            self.dry_run = active
+            self._audit("control.dry_run", actor, {"switch": "on" if active else "off"}, {})
+            self._alert(
+                "override", f"global dry run switched {'on' if active else 'off'} by {actor}"
+            )
+
+    def set_rule(self, rule: Rule, *, actor: str) -> None:
+        """Add a rule or replace the one of the same name; it starts with a fresh state."""
+        with self._lock:
+            rules = [r for r in self.config.rules if r.name != rule.name] + [rule]
+            self.config = self.config.model_copy(update={"rules": rules})
+            self.states[rule.name] = RuleState()
+            payload = rule.model_dump(mode="json", by_alias=True)
+            self._audit("rule.set", actor, {"rule": rule.name}, payload)
+
     def overridden(self, actuator_id: str) -> Override | None:
         """The manual override covering this actuator, if any."""
         return next(

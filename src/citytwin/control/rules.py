@@ -51,11 +51,13 @@ _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-4]):([0-5]\d)
 def parse_duration(text: str) -> pd.Timedelta:
     """A positive duration from ``"1h"``, ``"15min"``, ``"90s"``, ``"2d"`` or ISO-8601 ``"PT1H"``.
 
-    >>> parse_duration("15min")
-    Timedelta('0 days 00:15:00')
+    >>> parse_duration("15min"), parse_duration("7d")
+    (Timedelta('0 days 00:15:00'), Timedelta('7 days 00:00:00'))
     """
+    # pandas 3 deprecates the lower-case day unit: "7d" → "7D"
+    normalised = re.sub(r"(?<=\d)\s*d(?![a-z])", "D", str(text).strip())
     try:
-        value = pd.Timedelta(str(text).strip())
+        value = pd.Timedelta(normalised)
     except ValueError:
         raise ValueError(
             f"{text!r} is not a duration; expected e.g. '1h', '15min', 'PT1H'"
@@ -63,6 +65,21 @@ def parse_duration(text: str) -> pd.Timedelta:
     if pd.isna(value) or value <= pd.Timedelta(0):
         raise ValueError(f"duration {text!r} must be positive")
     return value
+
+
+def format_duration(value: pd.Timedelta) -> str:
+    """The short form :func:`parse_duration` reads back: ``1h``, ``15min``, ``1h30min``, ``2d``.
+
+    >>> format_duration(pd.Timedelta(minutes=90)), format_duration(pd.Timedelta(seconds=30))
+    ('1h30min', '30s')
+    """
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
 
 
 class _Strict(BaseModel):
