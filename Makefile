@@ -52,6 +52,7 @@ bench: install  ## benchmarks: each prints its figure, a same-run baseline and t
 	$(BIN)/python bench/kriging.py
 	$(BIN)/python bench/assignment.py
 	$(BIN)/python bench/plume.py
+	$(BIN)/python bench/control.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules

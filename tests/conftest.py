@@ -15,6 +15,9 @@ import pytest
 import uvicorn
 from hypothesis import settings
 
+from citytwin.errors import ConfigurationError
+from citytwin.mqtt.broker import Mosquitto, find_mosquitto
+
 # CI runs the same examples every time (a red CI must be reproducible); locally each run explores
 # new ones. `pytest --hypothesis-seed=N` reproduces a local find.
 settings.register_profile("ci", derandomize=True, print_blob=True)
@@ -52,6 +55,18 @@ def _serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A fresh mosquitto on a free loopback port, stopped afterwards (without the binary the test
+    skips locally, and so fails in CI)."""
+    try:
+        find_mosquitto()
+    except ConfigurationError as exc:
+        pytest.skip(str(exc))
+    with Mosquitto(tmp_path / "broker") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

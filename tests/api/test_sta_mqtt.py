@@ -92,12 +92,6 @@ class Peer:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path / "broker") as running:
-        yield running
-
-
 @pytest.fixture(params=["memory://", "duckdb://"])
 def store(request: pytest.FixtureRequest) -> Iterator[Store]:
     with open_store(request.param) as opened:

@@ -10,9 +10,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -22,22 +21,12 @@ from citytwin.control.base import open_actuator
 from citytwin.control.mqtt_ import MqttActuator, parse_actuator_url
 from citytwin.control.tasks import TaskBook, TaskState, idempotency_key
 from citytwin.errors import ConfigurationError
-from citytwin.mqtt.broker import Mosquitto, find_mosquitto, free_port
+from citytwin.mqtt.broker import Mosquitto, free_port
 
 T0 = datetime(2025, 7, 1, 12, 0, tzinfo=UTC)
 TIMEOUT = timedelta(seconds=30)
 TOPIC = "citytwin/tasks/truck-1"
 Ack = tuple[str, bool, str]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    try:
-        find_mosquitto()
-    except ConfigurationError as exc:
-        pytest.skip(str(exc))
-    with Mosquitto(tmp_path / "broker") as running:
-        yield running
 
 
 class Device:

@@ -12,9 +12,8 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -28,22 +27,12 @@ from citytwin.emulator.live import LiveCity
 from citytwin.emulator.live_mqtt import LiveCityRunner
 from citytwin.emulator.processes import KST
 from citytwin.errors import ConfigurationError
-from citytwin.mqtt.broker import Mosquitto, find_mosquitto
+from citytwin.mqtt.broker import Mosquitto
 from citytwin.mqtt.messages import DeviceReading, parse_message
 
 T0 = datetime(2026, 4, 14, 9, tzinfo=KST)
 STEP = timedelta(minutes=2)
 Ack = tuple[str, bool, str, bool]
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    try:
-        find_mosquitto()
-    except ConfigurationError as exc:
-        pytest.skip(str(exc))
-    with Mosquitto(tmp_path / "broker") as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from citytwin.cli import app
-from citytwin.errors import ConfigurationError
 from citytwin.model.sensing import Datastream, Thing
-from citytwin.mqtt.broker import Mosquitto, find_mosquitto
+from citytwin.mqtt.broker import Mosquitto
 from citytwin.mqtt.ingest import MqttIngest, MqttOptions, MqttSummary
 from citytwin.mqtt.publish import Publisher
 from citytwin.store import Store, open_store
@@ -44,16 +43,6 @@ def reading(number: int) -> bytes:
         "values": {"pm25": (number % 997) / 10, "air_temperature": (number % 400) / 10 - 10},
     }
     return json.dumps(payload).encode()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    try:
-        find_mosquitto()
-    except ConfigurationError as exc:
-        pytest.skip(str(exc))
-    with Mosquitto(tmp_path / "broker") as running:
-        yield running
 
 
 @pytest.fixture

@@ -536,13 +536,23 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    control: Annotated[
+        Path | None,
+        typer.Option(
+            help="Control file (actuators and rules; see `citytwin control check`): run the "
+            "control loop, /control and the SensorThings Tasking API. Env: CITYTWIN_CONTROL_FILE.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve the twin: OGC SensorThings API v1.1 (/v1.1, + MQTT with --mqtt), twin GeoJSON
     (/twin), OGC API - Features (/collections), NGSI-LD (/ngsi-ld/v1), live push (/ws),
-    analyses (/analysis) and what-if scenarios (/scenarios).
+    analyses (/analysis), what-if scenarios (/scenarios) and, with --control, autonomous
+    control (/control, /v1.1/Tasks).
 
-    Writes need a bearer token from CITYTWIN_API_TOKENS. Links in MQTT notifications start at
-    CITYTWIN_PUBLIC_URL, by default http://HOST:PORT. OpenAPI document: /openapi.json, /docs.
+    Writes need a key from CITYTWIN_API_TOKENS (roles: docs/security.md). Links in MQTT
+    notifications start at CITYTWIN_PUBLIC_URL, by default http://HOST:PORT. OpenAPI document:
+    /openapi.json, /docs.
     """
     import os
 
@@ -555,13 +565,17 @@ def serve(
     public = None if "CITYTWIN_PUBLIC_URL" in os.environ else f"http://{host}:{port}"
     with domain_errors():
         topics = tuple(ingest_topic) if ingest_topic else None
-        settings = settings_for(store, mqtt_url=mqtt, public_url=public, mqtt_ingest_topics=topics)
+        settings = settings_for(
+            store, mqtt_url=mqtt, public_url=public, mqtt_ingest_topics=topics,
+            control_file=str(control) if control else None,
+        )  # fmt: skip
         if settings.mqtt_ingest_topics and not settings.mqtt_url:
             err_console.print("[red]error:[/red] --ingest-topic needs --mqtt (the broker)")
             raise typer.Exit(2)
         if settings.mqtt_url:
             parse_broker_url(settings.mqtt_url)
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+        application = create_app(settings)  # a bad control file or key fails here, in one line
+        uvicorn.run(application, host=host, port=port, log_level="info")
 
 
 @app.command()
