@@ -8,7 +8,7 @@ outages. QC must find ≥ 95 % of them while ≥ 90 % of what it flags is a real
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 
 from citytwin.emulator import (
     FaultPlan,
+    LiveCity,
+    LiveSensor,
     QcScore,
     WrittenFeed,
     label_rows,
@@ -26,6 +28,7 @@ from citytwin.emulator import (
     write_sdot_hourly,
 )
 from citytwin.emulator.feeds import VALUE_FLAGS
+from citytwin.emulator.processes import KST
 from citytwin.ingest import read_feed
 from citytwin.ingest.base import Readings, ThingSpec
 from citytwin.ingest.pipeline import datastream_key, ingest
@@ -247,3 +250,126 @@ def test_pipeline_stores_the_flags(tmp_path: Path) -> None:
     print(f"pipeline: recall {recall:.4f}, precision {precision:.4f}, {flagged.sum()} flagged")
     assert recall >= 0.95
     assert precision >= 0.90
+
+
+# -- a real local event is not drift -----------------------------------------------------------
+# The live emulator's +120 µg/m³ PM2.5 episode in one dong (the end-to-end control test): a fault
+# is one sensor leaving the consensus, an event is a place whose neighbouring sensors leave it
+# together. Positions spread over ~15 × 15 km of central Seoul, ~88 km per degree of longitude.
+
+CENTRE = (126.98, 37.55)
+KM_LON, KM_LAT = 1 / 88.2, 1 / 111.0  # degrees per km at 37.5° N
+
+
+def _at(east_km: float, north_km: float) -> tuple[float, float]:
+    return CENTRE[0] + east_km * KM_LON, CENTRE[1] + north_km * KM_LAT
+
+
+def _live_city(extra: dict[str, list[tuple[float, float]]], background: int) -> LiveCity:
+    """``background`` sensors spread evenly (dong "B<i>" each) plus the ``extra`` groups, one dong
+    per group, at the given (east, north) km."""
+    rng = np.random.default_rng(7)
+    spots = [
+        ("B" + str(i), (e, n)) for i, (e, n) in enumerate(rng.uniform(-7.5, 7.5, (background, 2)))
+    ]
+    spots += [(dong, spot) for dong, group in extra.items() for spot in group]
+    sensors = [
+        LiveSensor(f"s{i}", *_at(*spot), "11110", dong, dong)
+        for i, (dong, spot) in enumerate(spots)
+    ]
+    return LiveCity(sensors, seed=3, weather=False)
+
+
+def _live_readings(
+    city: LiveCity, moments: list[datetime], located: Callable[[str], bool]
+) -> Readings:
+    """The city's PM at ``moments`` as one batch sorted by (thing, time); things for which
+    ``located`` is False have no position."""
+    pm = np.array([city.fields(m)["pm25"] for m in moments]).T  # things × moments
+    things = [
+        ThingSpec(s.id, s.id, lon=s.lon, lat=s.lat)
+        if located(s.dong_code)
+        else ThingSpec(s.id, s.id)
+        for s in city.sensors
+    ]
+    n, m = pm.shape
+    time = np.tile([to_micros(t) for t in moments], n)
+    pm25 = np.round(pm, 1).ravel()
+    return Readings(things, np.repeat(np.arange(n), m), time, {"pm25": pm25}, np.arange(n * m) + 2)
+
+
+def _drifting_dongs(city: LiveCity, readings: Readings, rows: Ints | None = None) -> list[str]:
+    bits = check_quality(readings, now_us=to_micros(datetime(2031, 1, 1, tzinfo=KST)))["pm25"]
+    hit = np.flatnonzero(bits & Flag.DRIFT)
+    if rows is not None:
+        hit = np.intersect1d(hit, rows)
+    return sorted({city.sensors[i].dong_code for i in readings.thing_index[hit]})
+
+
+def test_a_local_pm_episode_at_one_instant_is_not_drift() -> None:
+    """One MQTT instant: a dong of six sensors within 1 km is an event; one sensor, or two, are
+    faults; a sensor without a position cannot be vouched for."""
+    cluster = [(-3.0 + 0.3 * (i % 3), 2.0 + 0.4 * (i // 3)) for i in range(6)]
+    city = _live_city({"C": cluster, "PAIR": [(5.0, -5.0), (5.3, -5.2)], "ONE": [(-5.5, -5.5)],
+                       "NOWHERE": [(6.0, 6.0)]}, background=50)  # fmt: skip
+    assert max(np.hypot(e - f, n - g) for e, n in cluster for f, g in cluster) < 1.0
+    now = datetime(2026, 3, 15, 14, tzinfo=KST)  # midday: +120 is ~8 between-site spreads
+    for dong in ("C", "PAIR", "ONE", "NOWHERE"):
+        city.raise_pm(dong, start=now - timedelta(minutes=30), duration=timedelta(hours=1),
+                      add=120.0)  # fmt: skip
+    readings = _live_readings(city, [now], lambda dong: dong != "NOWHERE")
+    assert len(readings) == 60
+    assert _drifting_dongs(city, readings) == ["NOWHERE", "ONE", "PAIR"]
+    # without positions, as before the exemption, the event itself is flagged
+    blind = _live_readings(city, [now], lambda dong: False)
+    assert _drifting_dongs(city, blind) == ["C", "NOWHERE", "ONE", "PAIR"]
+
+
+def test_a_local_pm_episode_over_a_day_is_not_drift_but_a_drift_still_is() -> None:
+    """Twelve hours every 4 minutes: a two-hour episode in a dong of seven sensors is not drift,
+    while one sensor ramping by the same +120 µg/m³ over four hours is."""
+    cluster = [(2.0 + 0.35 * (i % 4), -1.0 + 0.5 * (i // 4)) for i in range(7)]
+    city = _live_city({"C": cluster, "DRIFT": [(-6.0, 6.0)]}, background=52)
+    start = datetime(2026, 3, 15, 6, tzinfo=KST)
+    moments = [start + timedelta(minutes=4 * k) for k in range(180)]
+    city.raise_pm("C", start=start + timedelta(hours=5), duration=timedelta(hours=2), add=120.0)
+    readings = _live_readings(city, moments, lambda dong: True)
+    drifter = len(city.sensors) - 1
+    late = readings.thing_index == drifter
+    readings.values["pm25"][late] += np.clip(np.arange(180) - 120, 0, None) * 2.0  # 0 → +118
+    in_episode = np.flatnonzero(
+        np.isin(readings.thing_index, [i for i, s in enumerate(city.sensors) if s.dong_code == "C"])
+        & (readings.time >= to_micros(start + timedelta(hours=5)))
+        & (readings.time < to_micros(start + timedelta(hours=7)))
+    )
+    assert len(in_episode) == 7 * 30
+    assert _drifting_dongs(city, readings) == ["DRIFT"]
+    bits = check_quality(readings, now_us=to_micros(datetime(2031, 1, 1, tzinfo=KST)))["pm25"]
+    assert bits[np.flatnonzero(late)[-1]] & Flag.DRIFT  # the ramp's end is caught
+    blind = _live_readings(city, moments, lambda dong: False)
+    assert _drifting_dongs(city, blind, in_episode) == ["C"]  # the old behaviour
+
+
+def test_qc_finds_injected_faults_when_sensors_have_positions(tmp_path: Path) -> None:
+    """With a registry the neighbour exemption is active, on a network drawn together to the
+    density of Seoul's S-DoT (~1,100 sensors over 605 km²: ~20 within 2 km); faults are still
+    found, drifts included: independent faults do not rise together."""
+    sites = load_sites(None, 120, seed=1)
+    lon = sites.lon.mean() + 0.3 * (sites.lon - sites.lon.mean())
+    lat = sites.lat.mean() + 0.3 * (sites.lat - sites.lat.mean())
+    east, north = (lon[:, None] - lon) * 88.2, (lat[:, None] - lat) * 111.0  # km at 37.5° N
+    assert np.median(np.sum(np.hypot(east, north) < 2.0, axis=1) - 1) >= 10
+    registry = tmp_path / "sensor_longitude_latitude.csv"
+    rows = zip(sites.serials, lat, lon, strict=True)
+    registry.write_text(
+        "시리얼,위도,경도\n" + "".join(f"{s},{a},{o}\n" for s, a, o in rows), encoding="utf-8"
+    )
+    written = write_sdot_2020(tmp_path / "sdot.csv", sites, START, 48, faults=BUSY, seed=1)
+    (batch,) = read_feed("sdot", str(written.path), registry=registry)
+    assert all(t.lon is not None for t in batch.readings.things)
+    readings = sort_readings(batch.readings)
+    rows_of = label_rows(written.labels, [f"sdot:{s}" for s in sites.serials], readings)
+    flags = check_quality(readings, now_us=NOW)
+    scores = score_flags(written.labels, rows_of, flags, readings.values)
+    report = _report("write_sdot_2020 with positions, S-DoT density", scores)
+    _check(scores, report, (*SPIKE_STUCK_RANGE_DRIFT, "gap"))

@@ -13,9 +13,9 @@ Checks, all vectorised over a batch of wide readings sorted by (thing, time):
 - **future**: phenomenon time after ingest time (+5 min clock tolerance);
 - **drift**: for smooth properties, a sensor whose departure from the network consensus at the
   same instants *changes*, since the start of its series in the batch, by much more than such
-  changes do across the network — overall and at that time of day — or whose departure exceeds
-  :data:`DRIFT_ABS_SIGMAS` between-site spreads outright (see :func:`_drift`), while at least
-  five sensors report.
+  changes do across the network — overall and at that time of day — or whose departure is
+  extreme outright, while at least five sensors report; a departure shared at the same instant
+  by neighbouring sensors is a real local event, not a drift (:mod:`citytwin.ingest.drift`).
 
 PM is checked on ``log(x + 5 µg/m³)``: optical PM sensors have multiplicative noise, and sites
 differ by a factor rather than an offset, so a spike or a drift is a ratio. The 5 µg/m³ keeps the
@@ -34,13 +34,22 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
-from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from citytwin.ingest.base import Readings
+from citytwin.ingest.drift import drift_flags
+from citytwin.ingest.qc_batch import (
+    BatchOrder,
+    Bools,
+    Floats,
+    Ints,
+    after,
+    shifted,
+    steps,
+    structure,
+)
 from citytwin.model.quality import Flag
 from citytwin.model.vocabulary import PropertySpec, get_property
 
@@ -51,63 +60,10 @@ SPIKE_SIGMAS = 3.5  # relative spike: departure / local roughness
 SPIKE_WINDOW = 30  # readings each side from which the local roughness is measured
 SPIKE_MIN_CONTEXT = 6  # second differences needed around a reading for the relative test
 SPIKE_FLOOR = 1 / 30  # the relative test ignores departures under this share of the spike size
-DRIFT_WINDOW_MINUTES = 60  # running mean of a sensor's departure (at least 3 readings)
-DRIFT_BASELINE_MINUTES = 180  # start of a series that defines its usual departure (≥ 12 readings)
-DRIFT_SIGMAS = 5.0  # change of departure, in robust spreads of such changes over the batch
-DRIFT_INSTANT_SIGMAS = 3.5  # … and in spreads of the changes at the same instant
-DRIFT_ABS_SIGMAS = 6.0  # departure, in robust between-site spreads
-DRIFT_FLOOR = 0.25  # changes under this share of the between-site spread are never drift
-DRIFT_MIN_SENSORS = 5
 LOG_OFFSET = 5.0  # µg/m³ added before taking logs of PM
 PARALLEL_VALUES = 2_000_000  # values from which a batch is checked on several threads
 PARALLEL_THREADS = 2
 RELATIVE = frozenset({"pm25", "pm10", "pm25_corrected", "pm10_corrected"})
-
-Floats = NDArray[np.float64]
-Bools = NDArray[np.bool_]
-Ints = NDArray[np.int64]
-T = TypeVar("T", bound=np.generic)
-
-
-@dataclass(frozen=True)
-class _Order:
-    """Shared per-batch structure of rows sorted by (thing, time)."""
-
-    time: Ints
-    new_thing: Bools  # row starts a new thing's series
-    period_us: float  # nominal sampling period
-
-    @cached_property
-    def time_group(self) -> Ints:
-        """Index of each row's instant among the batch's instants (only drift needs it)."""
-        t0 = int(self.time.min())
-        step = int(self.period_us)
-        offset = self.time - t0
-        if (
-            step > 0
-            and int(offset.max()) // step < 4 * len(self.time) + 1024
-            and not np.any(offset % step)
-        ):
-            return offset // step  # a regular grid: no sort needed
-        _, group = np.unique(self.time, return_inverse=True)
-        return group.astype(np.int64)
-
-    @cached_property
-    def series(self) -> Ints:
-        """Number of each row's series (thing) in the batch."""
-        out: Ints = np.cumsum(self.new_thing) - 1
-        return out
-
-    @cached_property
-    def series_start(self) -> Ints:
-        """First row of each row's series."""
-        out: Ints = np.flatnonzero(self.new_thing)[self.series]
-        return out
-
-    def window_start(self, window: int) -> Ints:
-        """First row of the trailing ``window`` rows of each row, clipped to its series."""
-        out: Ints = np.maximum(np.arange(len(self.time)) - window + 1, self.series_start)
-        return out
 
 
 def sort_readings(readings: Readings) -> Readings:
@@ -140,7 +96,7 @@ def check_quality(readings: Readings, *, now_us: int) -> dict[str, NDArray[np.in
     """
     if not len(readings):
         return {key: np.zeros(0, np.int32) for key in readings.values}
-    order = _structure(readings)
+    order = structure(readings)
     future = np.where(
         readings.time > now_us + FUTURE_TOLERANCE_US, np.int32(Flag.FUTURE), np.int32(0)
     )
@@ -152,13 +108,14 @@ def check_quality(readings: Readings, *, now_us: int) -> dict[str, NDArray[np.in
     if len(readings) * len(keys) < PARALLEL_VALUES or len(keys) < 2:
         return {key: check(key) for key in keys}
     if any(get_property(key).smooth for key in keys):
-        _ = order.time_group, order.series_start  # shared: computed once, before the threads
+        # shared: computed once, before the threads
+        _ = order.time_group, order.series_start, order.neighbours, order.row_keys
     with ThreadPoolExecutor(PARALLEL_THREADS, thread_name_prefix="citytwin-qc") as pool:
         return dict(zip(keys, pool.map(check, keys), strict=True))
 
 
 def _check_property(
-    readings: Readings, key: str, order: _Order, future: NDArray[np.int32]
+    readings: Readings, key: str, order: BatchOrder, future: NDArray[np.int32]
 ) -> NDArray[np.int32]:
     values = readings.values[key]
     spec = get_property(key)
@@ -166,7 +123,7 @@ def _check_property(
     bits[(values < spec.valid_min) | (values > spec.valid_max)] |= np.int32(Flag.RANGE)
     _series_checks(readings, values, spec, order, bits)
     if spec.smooth:
-        bits |= _drift(_transform(key, values), order, bits)
+        bits |= drift_flags(_transform(key, values), order, bits)
     if key in readings.source_flags:
         bits[readings.source_flags[key]] |= np.int32(Flag.SOURCE)
     return bits
@@ -180,60 +137,20 @@ def _transform(key: str, values: Floats) -> Floats:
     return out
 
 
-def _structure(readings: Readings) -> _Order:
-    new_thing = _after(readings.thing_index, np.not_equal, True)
-    step = np.diff(readings.time)[~new_thing[1:]]
-    positive = step[step > 0]
-    period = _median(positive) if positive.size else 3_600_000_000.0
-    return _Order(readings.time, new_thing, period)
-
-
-def _median(values: Ints) -> float:
-    """``np.median`` of integers, by a full sort: the introselect behind ``np.median`` slows down
-    ~20× on the many equal sampling steps of a regular feed."""
-    ordered = np.sort(values)
-    middle = ordered[[(len(ordered) - 1) // 2, len(ordered) // 2]]
-    return float(middle[0]) if middle[0] == middle[1] else float(np.mean(middle))
-
-
-def _after(values: NDArray[np.generic], compare: np.ufunc, head: bool) -> Bools:
-    """``compare(values[i], values[i - 1])`` for each row, ``head`` for the first."""
-    out = np.empty(len(values), bool)
-    if len(values):
-        out[0] = head
-        compare(values[1:], values[:-1], out=out[1:])
-    return out
-
-
-def _steps(values: NDArray[T]) -> NDArray[T]:
-    """``values[i] - values[i - 1]`` for each row, 0 for the first."""
-    out = np.empty_like(values)
-    if len(values):
-        out[0] = 0
-        np.subtract(values[1:], values[:-1], out=out[1:])
-    return out
-
-
-def _shifted(values: NDArray[T], by: int, fill: float) -> NDArray[T]:
-    """``values`` moved ``by`` rows later (negative: earlier), ``fill`` where nothing comes."""
-    out = np.empty_like(values)
-    if by > 0:
-        out[:by], out[by:] = fill, values[:-by]
-    else:
-        out[by:], out[:by] = fill, values[-by:]
-    return out
-
-
 def _series_checks(
-    readings: Readings, values: Floats, spec: PropertySpec, order: _Order, bits: NDArray[np.int32]
+    readings: Readings,
+    values: Floats,
+    spec: PropertySpec,
+    order: BatchOrder,
+    bits: NDArray[np.int32],
 ) -> None:
     """Gap, spike, step and stuck on the valid, in-range values of each series."""
     index = np.flatnonzero(~np.isnan(values) & (bits & Flag.RANGE == 0))
     if index.size < 2:
         return
     x, t = values[index], readings.time[index]
-    first = _after(readings.thing_index[index], np.not_equal, True)
-    dt = _steps(t)
+    first = after(readings.thing_index[index], np.not_equal, True)
+    dt = steps(t)
     gap = ~first & (dt > GAP_PERIODS * order.period_us)
     bits[index[gap]] |= np.int32(Flag.GAP)
     joined = ~first & ~gap  # reading continues the previous one's series
@@ -245,7 +162,7 @@ def _series_checks(
         spike, step = _spikes(x, joined, first, stuck, spec)
         bits[index[spike]] |= np.int32(Flag.SPIKE)
         # a sensor that unfreezes jumps back to reality: that jump is not a fault of its own
-        bits[index[step & ~_shifted(stuck, 1, False)]] |= np.int32(Flag.STEP)
+        bits[index[step & ~shifted(stuck, 1, False)]] |= np.int32(Flag.STEP)
 
 
 def _spikes(
@@ -272,16 +189,16 @@ def _spikes(
     A step is a jump beyond the spike size that is not part of a spike.
     """
     limit = spec.spike or np.inf
-    d_prev = np.where(joined, _steps(x), 0.0)
-    has_next = _shifted(joined, -1, False)
-    d_next = _shifted(-d_prev, -1, 0.0)  # x_i - x_{i+1}
+    d_prev = np.where(joined, steps(x), 0.0)
+    has_next = shifted(joined, -1, False)
+    d_next = shifted(-d_prev, -1, 0.0)  # x_i - x_{i+1}
     same = has_next & (d_prev * d_next > 0)
     departure = np.minimum(np.abs(d_prev), np.abs(d_next))
     spike = same & (departure > limit)
     if spec.smooth:
         y = _transform(spec.key, x)
-        e_prev = np.where(joined, _steps(y), 0.0) if y is not x else d_prev
-        e_next = _shifted(-e_prev, -1, 0.0)
+        e_prev = np.where(joined, steps(y), 0.0) if y is not x else d_prev
+        e_next = shifted(-e_prev, -1, 0.0)
         size = np.minimum(np.abs(e_prev), np.abs(e_next))
         candidate = same & (departure > SPIKE_FLOOR * limit)
         calm = has_next & joined & ~_near(stuck)
@@ -292,13 +209,13 @@ def _spikes(
             test = windows.without(spike)  # a spike stays one: test only the others
             found = size[test.rows] > SPIKE_SIGMAS * _roughness(curvature, test)
             spike[test.rows[found]] = True
-    step = (np.abs(d_prev) > limit) & ~spike & ~_shifted(spike, 1, False)
+    step = (np.abs(d_prev) > limit) & ~spike & ~shifted(spike, 1, False)
     return spike, step
 
 
 def _near(mask: Bools) -> Bools:
     """The rows of ``mask`` and their neighbours."""
-    out: Bools = mask | _shifted(mask, 1, False) | _shifted(mask, -1, False)
+    out: Bools = mask | shifted(mask, 1, False) | shifted(mask, -1, False)
     return out
 
 
@@ -368,107 +285,11 @@ def _stuck(x: Floats, t: Ints, joined: Bools, limit_us: float) -> Bools:
     """Members of runs of an identical value lasting at least ``limit_us`` and
     :data:`STUCK_MIN_READINGS` readings: three equal hourly means of an integer-valued PM or
     humidity sensor are common at night, six are not."""
-    head = np.flatnonzero(~joined | _after(x, np.not_equal, True))  # first row of each run
+    head = np.flatnonzero(~joined | after(x, np.not_equal, True))  # first row of each run
     tail = np.append(head[1:], len(x)) - 1  # its last row (times ascend within a series)
     length = tail - head + 1
     long_run = (t[tail] - t[head] >= limit_us) & (length >= STUCK_MIN_READINGS)
     if not long_run.any():
         return np.zeros(len(x), bool)
     out: Bools = np.repeat(long_run, length)
-    return out
-
-
-def _drift(values: Floats, order: _Order, bits: NDArray[np.int32]) -> NDArray[np.int32]:
-    """Persistent departure from the network consensus at the same instants.
-
-    A sensor's *departure* is its value minus the consensus (a 2-sd trimmed mean over the
-    sensors at that instant, so that the drifting sensor does not pull it), smoothed by a running
-    mean over :data:`DRIFT_WINDOW_MINUTES`. Sites genuinely differ — a heat island, a busy road,
-    the calibration of a cheap PM sensor — so the departure itself is a poor test: instead each
-    series' *change* of departure since its first :data:`DRIFT_BASELINE_MINUTES` is tested. It
-    is a drift when the change is large both for the batch — :data:`DRIFT_SIGMAS` robust spreads
-    of all changes — and for the time of day — :data:`DRIFT_INSTANT_SIGMAS` spreads of the
-    changes at the same instant (estimated from their mean absolute value). The second condition
-    spares the central sites whose heat island fades by day all at once; the first spares the
-    quiet night hours, when every site barely changes. On emulated data the two together keep
-    clean sensors below the thresholds while a drift of four between-site spreads exceeds them
-    (see ``tests/ingest/test_qc.py``). The hour-long mean keeps the lag behind a slow drift
-    short; the three-hour baseline averages out a site's own wander.
-
-    A sensor that enters the batch already drifted is caught by its departure beyond
-    :data:`DRIFT_ABS_SIGMAS` between-site spreads. Both tests need :data:`DRIFT_MIN_SENSORS`
-    sensors at the instant.
-
-    The spread of changes is never taken below :data:`DRIFT_FLOOR` × the between-site spread: in
-    a small network of near-identical sensors it would otherwise be tiny, and the pull of a
-    drifting sensor on the consensus (1/n of its drift) would flag all the others. On realistic
-    networks the changes spread over ~0.7 between-site spreads and the floor is inactive.
-    """
-    usable = ~np.isnan(values) & (bits & (Flag.RANGE | Flag.SPIKE | Flag.STUCK) == 0)
-    if not usable.any():
-        return np.zeros_like(bits)
-    groups = order.time_group
-    n_groups = int(groups.max()) + 1
-    x = np.where(usable, values, 0.0)
-    count = np.bincount(groups, usable, n_groups)
-    mean = np.bincount(groups, x, n_groups) / np.maximum(count, 1)
-    deviation = np.where(usable, x - mean[groups], 0.0)
-    std = np.sqrt(np.bincount(groups, deviation**2, n_groups) / np.maximum(count - 1, 1))
-    inner = usable & (np.abs(deviation) <= 2 * std[groups] + 1e-12)
-    count_in = np.bincount(groups, inner, n_groups)
-    consensus = np.bincount(groups, np.where(inner, x, 0), n_groups) / np.maximum(count_in, 1)
-    enough = usable & (count_in[groups] >= DRIFT_MIN_SENSORS)
-    residual = np.where(enough, x - consensus[groups], np.nan)
-    minutes = order.period_us / 60_000_000
-    window = max(3, round(DRIFT_WINDOW_MINUTES / minutes))
-    running = _running_mean(residual, order, window)
-    baseline = max(12, round(DRIFT_BASELINE_MINUTES / minutes))
-    change = running - _baseline(residual, order, baseline)
-    spread = _robust_sd(residual)
-    if not spread:
-        return np.zeros_like(bits)
-    size = np.abs(change)
-    known = np.isfinite(size)
-    instant = (
-        1.2533
-        * np.bincount(groups, np.where(known, size, 0.0), n_groups)
-        / np.maximum(np.bincount(groups, known, n_groups), 1)
-    )  # σ from the mean absolute change
-    floor = DRIFT_FLOOR * spread
-    moved = (size > DRIFT_SIGMAS * max(_robust_sd(change), floor)) & (
-        size > DRIFT_INSTANT_SIGMAS * np.maximum(instant, floor)[groups]
-    )
-    drift = enough & (moved | (np.abs(running) > DRIFT_ABS_SIGMAS * spread))
-    return np.where(drift, np.int32(Flag.DRIFT), np.int32(0))
-
-
-def _robust_sd(values: Floats) -> float:
-    """1.4826 × median absolute value of the finite values (0 when there are none)."""
-    finite = values[np.isfinite(values)]
-    return 1.4826 * float(np.median(np.abs(finite))) if finite.size else 0.0
-
-
-def _baseline(values: Floats, order: _Order, first: int) -> Floats:
-    """Each row's series mean over its first ``first`` non-NaN values."""
-    present = ~np.isnan(values)
-    series = order.series
-    seen = np.cumsum(present)
-    before = _shifted(seen, 1, 0)[order.series_start]
-    early = present & (seen - before <= first)
-    total = np.bincount(series, np.where(early, values, 0.0))
-    count = np.bincount(series, early)
-    out: Floats = (total / np.maximum(count, 1))[series]
-    return out
-
-
-def _running_mean(values: Floats, order: _Order, window: int) -> Floats:
-    """Trailing mean over the last ``window`` non-NaN values of each series (NaN-aware)."""
-    present = ~np.isnan(values)
-    filled = np.where(present, values, 0.0)
-    csum, ccount = np.cumsum(filled), np.cumsum(present)
-    lo = order.window_start(window)
-    base_sum = np.where(lo > 0, csum[lo - 1], 0.0)
-    base_count = np.where(lo > 0, ccount[lo - 1], 0)
-    n = ccount - base_count
-    out: Floats = np.where(n > 0, (csum - base_sum) / np.maximum(n, 1), np.nan)
     return out
