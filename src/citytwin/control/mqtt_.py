@@ -24,26 +24,22 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from typing import ClassVar, NamedTuple, Self
 from urllib.parse import parse_qs, urlsplit
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from citytwin.control.base import AckCallback, Actuator
 from citytwin.control.tasks import Task
 from citytwin.errors import ConfigurationError
 from citytwin.mqtt.broker import parse_broker_url
+from citytwin.mqtt.session import SubscribedClient
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_URL = "mqtt://127.0.0.1:1883"
 DEFAULT_PREFIX = "citytwin/tasks"
-CONNECT_TIMEOUT_S = 5.0
 _TOPIC_FORBIDDEN = ("+", "#", "\0")
 
 
@@ -95,22 +91,15 @@ class MqttActuator(Actuator):
             raise ConfigurationError(f"actuator id={id!r}: expected no '/' (one topic level)")
         _check_topic_part("topic_prefix", topic_prefix)
         self.url = url
-        self.host, self.port = parse_broker_url(url)
         self.topic = f"{topic_prefix.strip('/')}/{id}"
         self.ack_topic = f"{self.topic}/ack"
-        self._ready = threading.Event()
-        self._refusal = ""
         self._closed = False
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        self.session = SubscribedClient(
+            url, [self.ack_topic], who=f"actuator {id!r}", on_message=self._on_message,
             client_id=f"citytwin-actuator-{id}-{uuid.uuid4().hex[:8]}",
-            clean_session=True,
-        )
-        self.client.reconnect_delay_set(1, 30)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self._connect()
+        )  # fmt: skip
+        self.session.connect()
+        logger.info("actuator %s: connected to %s, topic %s", self.id, self.url, self.topic)
 
     @classmethod
     def from_url(cls, url: str, *, on_ack: AckCallback | None = None) -> Self:
@@ -123,48 +112,7 @@ class MqttActuator(Actuator):
             on_ack=on_ack,
         )
 
-    def _connect(self) -> None:
-        where = f"actuator {self.id!r}: MQTT broker {self.url!r}"
-        try:
-            self.client.connect(self.host, self.port)
-        except OSError as exc:
-            raise ConfigurationError(f"{where} cannot be reached: {exc}") from None
-        self.client.loop_start()
-        if not self._ready.wait(CONNECT_TIMEOUT_S) or self._refusal:
-            self.close()
-            reason = self._refusal or f"no CONNACK/SUBACK within {CONNECT_TIMEOUT_S:.0f} s"
-            raise ConfigurationError(f"{where} refused the actuator: {reason}")
-        logger.info("actuator %s: connected to %s, topic %s", self.id, self.url, self.topic)
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._refusal = str(reason)
-            self._ready.set()
-            return
-        # subscribe on every (re)connect: the session is clean, the broker forgot the last one
-        client.subscribe(self.ack_topic, qos=1)
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        failed = [str(reason) for reason in reasons if reason.is_failure]
-        if failed:
-            self._refusal = f"subscription to {self.ack_topic!r} refused: {', '.join(failed)}"
-        self._ready.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         answer = _parse_ack(message.payload)
         if isinstance(answer, str):
             logger.warning("actuator %s: ignored ack on %s: %s", self.id, message.topic, answer)
@@ -173,17 +121,14 @@ class MqttActuator(Actuator):
         if self.on_ack is None:
             return
         task_id, ok, detail, done = answer
-        try:
-            self.on_ack(task_id, ok, detail, done=done)
-        except Exception:  # never let a callback's error stop paho's network thread
-            logger.exception("actuator %s: on_ack failed for %s", self.id, answer)
+        self.on_ack(task_id, ok, detail, done=done)  # errors: logged by the session
 
     def send(self, task: Task) -> None:
         """Publish one attempt of ``task`` at QoS 1; paho queues it while reconnecting."""
         if self._closed:
             raise ConfigurationError(f"actuator {self.id!r}: send after close()")
         payload = json.dumps(task.payload())
-        info = self.client.publish(self.topic, payload, qos=1, retain=False)
+        info = self.session.publish(self.topic, payload)
         if info.rc == mqtt.MQTT_ERR_NO_CONN:
             logger.warning("actuator %s: not connected; task %s queued", self.id, task.id)
         elif info.rc != mqtt.MQTT_ERR_SUCCESS:
@@ -198,8 +143,7 @@ class MqttActuator(Actuator):
         if self._closed:
             return
         self._closed = True
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.session.close()
 
 
 def _parse_ack(raw: bytes | bytearray) -> tuple[str, bool, str, bool] | str:

@@ -34,19 +34,15 @@ from datetime import datetime, timedelta
 from typing import Any, Self
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from citytwin.emulator.live import LiveCity
 from citytwin.errors import ConfigurationError
-from citytwin.mqtt.broker import parse_broker_url
+from citytwin.mqtt.session import SubscribedClient
 
 logger = logging.getLogger(__name__)
 
 DEVICE_PREFIX = "citytwin/devices"
 TASK_PREFIX = "citytwin/tasks"
-CONNECT_TIMEOUT_S = 5.0
 PUBLISH_TIMEOUT_S = 30.0
 
 
@@ -80,7 +76,6 @@ class LiveCityRunner:
         client_id: str | None = None,
     ) -> None:
         self.city, self.url = city, url
-        self.host, self.port = parse_broker_url(url)
         self.device_prefix = device_prefix.strip("/")
         self.task_prefix = task_prefix.strip("/")
         self.no_ack, self.unresponsive = frozenset(no_ack), frozenset(unresponsive)
@@ -88,42 +83,24 @@ class LiveCityRunner:
         self.lock = threading.Lock()
         self.now: datetime | None = None
         self.applied: list[tuple[str, bool, str]] = []  # (actuator, ok, detail) in order
-        self._ready = threading.Event()
-        self._refusal = ""
         self._closed = False
         self._connected = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        self.session = SubscribedClient(
+            url, [f"{self.task_prefix}/+"], who="live city", on_message=self._on_message,
             client_id=client_id or f"citytwin-live-city-{uuid.uuid4().hex[:8]}",
-            clean_session=True,
-        )
-        self.client.max_inflight_messages_set(0)
-        self.client.reconnect_delay_set(1, 30)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
+            unlimited_inflight=True,
+        )  # fmt: skip
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def connect(self) -> Self:
         """Connect and subscribe to the task topics; a broker out of reach raises
         :class:`~citytwin.errors.ConfigurationError` naming its URL."""
-        if self._connected:
-            return self
-        where = f"live city: MQTT broker {self.url!r}"
-        try:
-            self.client.connect(self.host, self.port)
-        except OSError as exc:
-            raise ConfigurationError(f"{where} cannot be reached: {exc}") from None
-        self.client.loop_start()
-        self._connected = True
-        if not self._ready.wait(CONNECT_TIMEOUT_S) or self._refusal:
-            self.close()
-            reason = self._refusal or f"no CONNACK/SUBACK within {CONNECT_TIMEOUT_S:.0f} s"
-            raise ConfigurationError(f"{where} refused the live city: {reason}")
-        logger.info("live city: connected to %s, tasks on %s/+", self.url, self.task_prefix)
+        if not self._connected:
+            self.session.connect()
+            self._connected = True
         return self
 
     def __enter__(self) -> Self:
@@ -138,48 +115,15 @@ class LiveCityRunner:
             return
         self._closed = True
         self.stop()
-        if self._connected:
-            self.client.disconnect()
-            self.client.loop_stop()
+        self.session.close()
 
-    # -- paho callbacks (network thread) -----------------------------------------------------
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            self._refusal = str(reason)
-            self._ready.set()
-            return
-        client.subscribe(f"{self.task_prefix}/+", qos=1)  # again on every reconnect
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        failed = [str(reason) for reason in reasons if reason.is_failure]
-        if failed:
-            self._refusal = f"subscription to {self.task_prefix}/+ refused: {', '.join(failed)}"
-        self._ready.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        """A task (paho's network thread; the session logs whatever this raises)."""
         actuator = message.topic.rsplit("/", 1)[-1]
         if actuator in self.unresponsive:
             logger.info("live city: %s ignores a task (unresponsive)", actuator)
             return
-        try:
-            self._handle(actuator, bytes(message.payload))
-        except Exception:  # never let one bad task stop paho's network thread
-            logger.exception("live city: task on %s failed", message.topic)
+        self._handle(actuator, bytes(message.payload))
 
     def _handle(self, actuator: str, raw: bytes) -> None:
         try:
@@ -200,9 +144,9 @@ class LiveCityRunner:
         topic, task_id = f"{self.task_prefix}/{actuator}/ack", payload["task_id"]
         if ok:  # receipt first, then the final report: the action is instantaneous here
             receipt = {"task_id": task_id, "ok": True, "detail": "received", "done": False}
-            self.client.publish(topic, json.dumps(receipt), qos=1)
+            self.session.publish(topic, json.dumps(receipt))
         report = {"task_id": task_id, "ok": ok, "detail": detail, "done": True}
-        self.client.publish(topic, json.dumps(report, ensure_ascii=False), qos=1)
+        self.session.publish(topic, json.dumps(report, ensure_ascii=False))
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -214,8 +158,7 @@ class LiveCityRunner:
                 messages += self.city.link_speeds(now)
             self.now = now
         infos = [
-            self.client.publish(f"{self.device_prefix}/{m['thing']}", _encode(m), qos=1)
-            for m in messages
+            self.session.publish(f"{self.device_prefix}/{m['thing']}", _encode(m)) for m in messages
         ]
         deadline = time.monotonic() + PUBLISH_TIMEOUT_S
         for info in infos:
