@@ -50,13 +50,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from citytwin.control.alerts import Alert, AlertSink, WebhookSink, log_alert
 from citytwin.control.audit import AuditLog
 from citytwin.control.base import Actuator, open_actuator
 from citytwin.control.config import ActuatorSpec, ControlConfig
-from citytwin.control.rule_engine import RuleState, evaluate
+from citytwin.control.rule_engine import ReadingArrays, RuleState, advance
 from citytwin.control.rules import AlertAction, CheckSpec, Rule, ScenarioAction, TaskAction
 from citytwin.control.tasks import SYSTEM, Task, TaskBook, TaskState, Transition, idempotency_key
 from citytwin.errors import CitytwinError, ValidationError
@@ -168,23 +169,24 @@ class Controller:
             raise ValidationError(
                 f"readings: missing columns {missing}; expected {list(READING_COLUMNS)}"
             )
+        times = pd.DatetimeIndex(readings["time"]).tz_convert("UTC").as_unit("ns").asi8
+        values = readings["value"].to_numpy(np.float64)
+        properties = readings["property"].to_numpy(object)
         with self._lock:
-            if len(readings):
-                newest = pd.Timestamp(readings["time"].max())
+            if len(times):
+                newest = pd.Timestamp(int(times.max()), tz="UTC")
                 self.watermark = newest if self.watermark is None else max(self.watermark, newest)
-            until = None if self.watermark is None else self.watermark - self.lateness
-            by_property = dict(list(readings.groupby("property", sort=False)))
-            for rule in self.config.rules if until is not None else ():
-                part = by_property.get(rule.when.property, readings.iloc[0:0])
-                frame = pd.DataFrame(
-                    {
-                        "scope_key": part[rule.when.scope],
-                        "time": part["time"],
-                        "value": part["value"],
-                    }
-                ).dropna(subset=["scope_key"])
-                events, self.states[rule.name] = evaluate(
-                    rule, frame, state=self.states[rule.name], until=until
+            if self.watermark is None:
+                return self._drain_and_collect(self.clock())
+            until = int((self.watermark - self.lateness).value)
+            for rule in self.config.rules:
+                scopes = readings[rule.when.scope].to_numpy(object)
+                mine = (properties == rule.when.property) & pd.notna(scopes) & ~np.isnan(values)
+                batch = ReadingArrays(
+                    np.asarray(scopes[mine], dtype=str).astype(object), times[mine], values[mine]
+                )
+                events, self.states[rule.name] = advance(
+                    rule, batch, state=self.states[rule.name], until=until
                 )
                 for scope, end, kind, value in zip(
                     events["scope"],

@@ -15,11 +15,12 @@ windows in order but is vectorised across scopes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from citytwin.control.rules import AlertAction, Rule, ScenarioAction, TaskAction
 from citytwin.errors import ValidationError
@@ -31,41 +32,63 @@ READING_COLUMNS = ("scope_key", "time", "value")
 EVENT_COLUMNS = ("scope", "window_end", "kind", "value")
 
 
-def _empty_scopes() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "active": pd.Series(dtype=bool),
-            "streak": pd.Series(dtype="int64"),
-            "last_fired": pd.Series(dtype="datetime64[ns, UTC]"),
-        }
-    )
-
-
-def _empty_readings() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "scope_key": pd.Series(dtype=object),
-            "time": pd.Series(dtype="datetime64[ns, UTC]"),
-            "value": pd.Series(dtype="float64"),
-        }
-    )
+_NAT = np.iinfo(np.int64).min  # NumPy's NaT bit pattern: "never fired"
+_NO_KEYS: NDArray[np.object_] = np.empty(0, dtype=object)
+_NO_INTS: NDArray[np.int64] = np.empty(0, dtype=np.int64)
+_NO_FLOATS: NDArray[np.float64] = np.empty(0, dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class RuleState:
-    """What one rule remembers between batches.
+    """What one rule remembers between batches (numpy arrays: a batch of one reading must cost
+    microseconds, not the milliseconds of a pandas round trip — the control loop's latency).
 
-    ``scopes``: per scope, whether the alarm is on, the current run of windows meeting the on
-    condition and when it last fired. ``pending``: readings of windows not yet closed.
-    ``watermark``: end of the last window evaluated (later batches start there).
+    Per scope (``keys``, sorted): whether the alarm is on, the current run of windows meeting the
+    on condition, and when it last fired (ns since the epoch, :data:`_NAT` for never). Readings of
+    windows not yet closed wait in ``pending_*``. ``watermark``: end of the last window evaluated
+    (later batches start there). :attr:`scopes` and :attr:`pending` show them as frames.
     """
 
-    scopes: pd.DataFrame = field(default_factory=_empty_scopes)
-    pending: pd.DataFrame = field(default_factory=_empty_readings)
+    keys: NDArray[np.object_] = field(default_factory=lambda: _NO_KEYS)
+    active: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    streak: NDArray[np.int64] = field(default_factory=lambda: _NO_INTS)
+    last_fired: NDArray[np.int64] = field(default_factory=lambda: _NO_INTS)
+    pending_keys: NDArray[np.object_] = field(default_factory=lambda: _NO_KEYS)
+    pending_time: NDArray[np.int64] = field(default_factory=lambda: _NO_INTS)
+    pending_value: NDArray[np.float64] = field(default_factory=lambda: _NO_FLOATS)
     watermark: pd.Timestamp | None = None
 
+    @property
+    def scopes(self) -> pd.DataFrame:
+        """Per scope: active, streak, last_fired (a frame, for people and tests)."""
+        fired = pd.DatetimeIndex(self.last_fired.view("datetime64[ns]")).tz_localize("UTC")
+        return pd.DataFrame(
+            {"active": self.active, "streak": self.streak, "last_fired": fired},
+            index=pd.Index(self.keys, dtype=object),
+        )
 
-def _validate_readings(readings: pd.DataFrame) -> pd.DataFrame:
+    @property
+    def pending(self) -> pd.DataFrame:
+        """The readings of windows not yet closed."""
+        times = pd.DatetimeIndex(self.pending_time.view("datetime64[ns]")).tz_localize("UTC")
+        return pd.DataFrame(
+            {"scope_key": self.pending_keys, "time": times, "value": self.pending_value}
+        )
+
+
+@dataclass(frozen=True)
+class ReadingArrays:
+    """Readings as arrays: scope key, time (ns since the epoch, UTC), value."""
+
+    keys: NDArray[np.object_]
+    time: NDArray[np.int64]
+    value: NDArray[np.float64]
+
+    def take(self, mask: NDArray[np.bool_]) -> ReadingArrays:
+        return ReadingArrays(self.keys[mask], self.time[mask], self.value[mask])
+
+
+def _validate_readings(readings: pd.DataFrame) -> ReadingArrays:
     problems = [f"missing column {c!r}" for c in READING_COLUMNS if c not in readings.columns]
     if not problems and not isinstance(readings["time"].dtype, pd.DatetimeTZDtype):
         problems.append(f"column 'time' must be tz-aware datetimes, got {readings['time'].dtype}")
@@ -73,37 +96,50 @@ def _validate_readings(readings: pd.DataFrame) -> pd.DataFrame:
         problems.append(f"column 'value' must be numeric, got {readings['value'].dtype}")
     if problems:
         raise ValidationError("readings: " + "; ".join(problems) + f"; expected {READING_COLUMNS}")
-    frame = readings.loc[:, list(READING_COLUMNS)].copy()
-    frame["scope_key"] = frame["scope_key"].astype(str).astype(object)
-    frame["time"] = frame["time"].dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    frame["value"] = frame["value"].astype("float64")
-    return frame.dropna(subset=["value"])
+    times = pd.DatetimeIndex(readings["time"]).tz_convert("UTC").as_unit("ns").asi8
+    keys = np.asarray(readings["scope_key"].astype(str), dtype=object)
+    batch = ReadingArrays(keys, np.asarray(times, np.int64), readings["value"].to_numpy(np.float64))
+    return batch.take(~np.isnan(batch.value))
 
 
 def _split_closed(
-    frame: pd.DataFrame, window: pd.Timedelta, until: pd.Timestamp | None
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.Timestamp | None]:
-    """Readings of closed windows, readings of open windows, and the new watermark."""
-    starts = frame["time"].dt.floor(window)
+    batch: ReadingArrays, window: int, until: int | None
+) -> tuple[ReadingArrays, ReadingArrays, int | None]:
+    """Readings of closed windows, readings of open windows, and the new watermark (ns)."""
+    starts = batch.time // window * window
     if until is None:
-        end = starts.max() + window if len(frame) else None
-        return frame.assign(start=starts), _empty_readings(), end
-    cut = pd.Timestamp(until).tz_convert("UTC").floor(window)
-    closed = (starts + window) <= cut
-    return frame[closed].assign(start=starts[closed]), frame[~closed], cut
+        end = int(starts.max()) + window if len(starts) else None
+        return batch, batch.take(np.zeros(len(starts), bool)), end
+    cut = until // window * window
+    closed = starts + window <= cut
+    return batch.take(closed), batch.take(~closed), cut
 
 
-def _window_values(closed: pd.DataFrame, statistic: str) -> pd.DataFrame:
-    """Windows × scopes table of the statistic of the scope mean."""
-    per_time = closed.groupby(["scope_key", "time", "start"], sort=False)["value"].mean()
-    per_window = per_time.groupby(level=["start", "scope_key"]).agg(statistic)
-    return per_window.unstack("scope_key")
+def _window_values(
+    closed: ReadingArrays, window: int, statistic: str
+) -> tuple[NDArray[np.object_], NDArray[np.int64], NDArray[np.int64], NDArray[np.float64]]:
+    """Per (scope, window) the statistic of the scope mean: scope names, and per cell the scope's
+    position among them, the window start and the value."""
+    names, scope = np.unique(closed.keys, return_inverse=True)
+    instants, instant = np.unique(closed.time, return_inverse=True)
+    pairs, pair = np.unique(scope * len(instants) + instant, return_inverse=True)
+    mean = np.bincount(pair, closed.value) / np.bincount(pair)  # the scope's mean per instant
+    pair_scope, pair_time = pairs // len(instants), instants[pairs % len(instants)]
+    starts, start = np.unique(pair_time // window * window, return_inverse=True)
+    cells, cell = np.unique(pair_scope * len(starts) + start, return_inverse=True)
+    if statistic == "mean":
+        value = np.bincount(cell, mean) / np.bincount(cell)
+    else:
+        reduce = np.maximum if statistic == "max" else np.minimum
+        value = np.full(len(cells), -np.inf if statistic == "max" else np.inf)
+        reduce.at(value, cell, mean)
+    return names, cells // len(starts), starts[cells % len(starts)], value
 
 
-def _in_active_hours(starts: pd.DatetimeIndex, hours: tuple[int, int] | None) -> np.ndarray:
+def _in_active_hours(starts: NDArray[np.int64], hours: tuple[int, int] | None) -> np.ndarray:
     if hours is None:
         return np.ones(len(starts), dtype=bool)
-    local = starts.tz_convert(LOCAL_TZ)
+    local = pd.DatetimeIndex(starts.view("datetime64[ns]")).tz_localize("UTC").tz_convert(LOCAL_TZ)
     minute = np.asarray(local.hour * 60 + local.minute)
     begin, end = hours
     inside = (
@@ -112,62 +148,58 @@ def _in_active_hours(starts: pd.DatetimeIndex, hours: tuple[int, int] | None) ->
     return np.asarray(inside, dtype=bool)
 
 
+@dataclass
+class _Scopes:
+    """The alarm state of every scope, stepped window by window."""
+
+    active: NDArray[np.bool_]
+    streak: NDArray[np.int64]
+    last: NDArray[np.int64]
+
+
 def _step_all(
-    rule: Rule, values: np.ndarray, starts: pd.DatetimeIndex, scopes: pd.DataFrame
-) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    rule: Rule, values: np.ndarray, starts: NDArray[np.int64], scopes: _Scopes
+) -> tuple[np.ndarray, np.ndarray]:
     """Run the hysteresis/persistence/cooldown machine; fired and cleared masks per window."""
     when = rule.when
-    above = when.on.direction == "above"
-    sign = 1.0 if above else -1.0
+    sign = 1.0 if when.on.direction == "above" else -1.0
     on_level, off_level = sign * when.on.value, sign * when.off_value
-    ends = (starts + when.window).as_unit("ns").asi8
+    ends = starts + when.window.value
     in_hours = _in_active_hours(starts, when.active_hours)
-    active = scopes["active"].to_numpy(dtype=bool).copy()
-    streak = scopes["streak"].to_numpy(dtype=np.int64).copy()
-    fired_at = pd.DatetimeIndex(pd.to_datetime(scopes["last_fired"], utc=True)).as_unit("ns")
-    has_fired = ~np.asarray(fired_at.isna())
-    last = np.where(has_fired, fired_at.asi8, 0)
+    active, streak, last = scopes.active.copy(), scopes.streak.copy(), scopes.last.copy()
     fired = np.zeros(values.shape, dtype=bool)
     cleared = np.zeros(values.shape, dtype=bool)
-    cooldown = rule.cooldown
+    cooldown = rule.cooldown.value
     for i in range(values.shape[0]):
         signed = sign * values[i]
         with np.errstate(invalid="ignore"):
             on_cond, off_cond = signed > on_level, signed < off_level
         cleared[i] = active & off_cond
         streak = np.where(active, 0, np.where(on_cond, streak + 1, 0))
-        cooled = ~has_fired | (ends[i] - last >= cooldown.value)
+        cooled = (last == _NAT) | (ends[i] - last >= cooldown)
         fired[i] = ~active & (streak >= when.for_windows) & in_hours[i] & cooled
         active = (active & ~cleared[i]) | fired[i]
         last = np.where(fired[i], ends[i], last)
-        has_fired |= fired[i]
         streak = np.where(active, 0, streak)
-    nat = np.iinfo(np.int64).min  # NumPy's NaT bit pattern
-    stamps = np.where(has_fired, last, nat).astype(np.int64).view("datetime64[ns]")
-    last_fired = pd.DatetimeIndex(stamps).tz_localize("UTC")
-    state = pd.DataFrame(
-        {"active": active, "streak": streak, "last_fired": last_fired.as_unit("ns")},
-        index=scopes.index,
-    )
-    return fired, cleared, state
+    scopes.active, scopes.streak, scopes.last = active, streak, last
+    return fired, cleared
 
 
 def _events(
-    values: np.ndarray, fired: np.ndarray, cleared: np.ndarray, ends: pd.DatetimeIndex, scopes: Any
+    values: np.ndarray,
+    fired: np.ndarray,
+    cleared: np.ndarray,
+    ends: NDArray[np.int64],
+    keys: NDArray[np.object_],
 ) -> pd.DataFrame:
+    if not fired.any() and not cleared.any():
+        return pd.DataFrame(columns=list(EVENT_COLUMNS))
     parts = []
     for kind, mask in (("fired", fired), ("cleared", cleared)):
         rows, cols = np.nonzero(mask)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "scope": np.asarray(scopes, dtype=object)[cols],
-                    "window_end": ends[rows],
-                    "kind": kind,
-                    "value": values[rows, cols],
-                }
-            )
-        )
+        stamps = pd.DatetimeIndex(ends[rows].view("datetime64[ns]")).tz_localize("UTC")
+        columns = {"scope": keys[cols], "window_end": stamps, "kind": kind}
+        parts.append(pd.DataFrame({**columns, "value": values[rows, cols]}))
     events = pd.concat(parts, ignore_index=True)
     return events.sort_values(["window_end", "scope", "kind"], kind="stable", ignore_index=True)
 
@@ -196,33 +228,60 @@ def evaluate(
     >>> events[["kind", "value"]].values.tolist()
     [['fired', 80.0], ['cleared', 55.0]]
     """
-    state = state or RuleState()
-    frame = pd.concat([state.pending, _validate_readings(readings)], ignore_index=True)
+    limit = None if until is None else int(pd.Timestamp(until).tz_convert("UTC").value)
+    return advance(rule, _validate_readings(readings), state=state or RuleState(), until=limit)
+
+
+def advance(
+    rule: Rule, batch: ReadingArrays, *, state: RuleState, until: int | None
+) -> tuple[pd.DataFrame, RuleState]:
+    """:func:`evaluate` on arrays (``until`` in ns since the epoch): the controller's hot path."""
+    window = int(rule.when.window.value)
+    batch = ReadingArrays(
+        np.concatenate([state.pending_keys, batch.keys]),
+        np.concatenate([state.pending_time, batch.time]),
+        np.concatenate([state.pending_value, batch.value]),
+    )
     if state.watermark is not None:
-        late = frame["time"] < state.watermark
+        late = batch.time < state.watermark.value
         if late.any():
             logger.warning("rule %s: dropped %d late readings", rule.name, int(late.sum()))
-        frame = frame[~late]
-    closed, pending, watermark = _split_closed(frame, rule.when.window, until)
-    watermark = watermark if watermark is not None else state.watermark
-    table = _window_values(closed, rule.when.statistic) if len(closed) else pd.DataFrame()
-    scope_index = state.scopes.index.union(pd.Index(table.columns, dtype=object)).sort_values()
-    scopes = state.scopes.reindex(scope_index)
-    scopes = scopes.fillna({"active": False, "streak": 0}).astype(
-        {"active": bool, "streak": "int64"}
+            batch = batch.take(~late)
+    closed, pending, cut = _split_closed(batch, window, until)
+    watermark = state.watermark if cut is None else pd.Timestamp(cut, tz="UTC")
+    names, cell_scope, cell_start, cell_value = (
+        _window_values(closed, window, rule.when.statistic)
+        if len(closed.time)
+        else (_NO_KEYS, _NO_INTS, _NO_INTS, _NO_FLOATS)
     )
+    keys = np.union1d(state.keys, names).astype(object) if len(names) else state.keys
+    at = np.searchsorted(keys, state.keys)
+    scopes = _Scopes(
+        np.zeros(len(keys), bool), np.zeros(len(keys), np.int64), np.full(len(keys), _NAT)
+    )
+    scopes.active[at] = state.active
+    scopes.streak[at] = state.streak
+    scopes.last[at] = state.last_fired
     first = (
-        state.watermark
+        state.watermark.value
         if state.watermark is not None
-        else (table.index.min() if len(table) else None)
+        else (int(cell_start.min()) if len(cell_start) else None)
     )
-    if first is None or watermark is None or watermark <= first:
-        return pd.DataFrame(columns=list(EVENT_COLUMNS)), RuleState(scopes, pending, watermark)
-    starts = pd.date_range(first, watermark - rule.when.window, freq=rule.when.window)
-    values = table.reindex(index=starts, columns=scope_index).to_numpy(dtype=float)
-    fired, cleared, new_scopes = _step_all(rule, values, starts, scopes)
-    events = _events(values, fired, cleared, starts + rule.when.window, scope_index)
-    return events, RuleState(new_scopes, pending.reset_index(drop=True), watermark)
+    new_state = RuleState(
+        keys, scopes.active, scopes.streak, scopes.last,
+        pending.keys, pending.time, pending.value, watermark,
+    )  # fmt: skip
+    if first is None or watermark is None or watermark.value <= first:
+        return pd.DataFrame(columns=list(EVENT_COLUMNS)), new_state
+    starts = np.arange(first, watermark.value, window, dtype=np.int64)
+    values = np.full((len(starts), len(keys)), np.nan)
+    row = (cell_start - first) // window
+    inside = (row >= 0) & (row < len(starts))
+    values[row[inside], np.searchsorted(keys, names[cell_scope[inside]])] = cell_value[inside]
+    fired, cleared = _step_all(rule, values, starts, scopes)
+    events = _events(values, fired, cleared, starts + window, keys)
+    stepped = replace(new_state, active=scopes.active, streak=scopes.streak)
+    return events, replace(stepped, last_fired=scopes.last)
 
 
 def _fill(template: str, context: dict[str, Any]) -> str:
