@@ -225,3 +225,26 @@ def test_dry_run_counts_a_week_of_hourly_data() -> None:
     assert (report["kind"] == "cleared").sum() == drops
     assert fired["count"].tolist() == list(range(1, 8))
     assert fired["actions"].iloc[0] == f"alert PM2.5 {fired['value'].iloc[0]:.0f} at s1"
+
+
+def test_leq_averages_sound_levels_as_energies() -> None:
+    """Two sensors at 50 and 60 dB: arithmetic mean 55.0 (not above 55), energetic mean
+    10·log10((10^5 + 10^6) / 2) = 57.4 dB (above): only the leq rule fires."""
+    times = pd.date_range(T0, periods=2, freq="30min")
+    readings = pd.DataFrame(
+        {"scope_key": "9901001", "time": times.repeat(2), "value": [50.0, 60.0, 50.0, 60.0]}
+    )
+    when: dict[str, Any] = {"property": "noise", "scope": "dong", "window": "1h"}
+    fired = {}
+    for statistic in ("mean", "leq"):
+        rule = parse_rule(
+            {"name": "night", "when": when | {"statistic": statistic, "on": {"above": 55}}}
+        )
+        events, _ = evaluate(rule, readings)
+        fired[statistic] = events["value"].tolist()
+    expected = 10 * np.log10((10**5 + 10**6) / 2)
+    assert fired["mean"] == []
+    assert fired["leq"] == pytest.approx([expected], abs=1e-9)
+    with pytest.raises(ValidationError, match=r"'leq' .* is for sound levels in dB"):
+        parse_rule({"name": "x", "when": when | {"property": "pm25", "statistic": "leq",
+                                                 "on": {"above": 55}}})  # fmt: skip

@@ -121,18 +121,22 @@ def _window_values(
     """Per (scope, window) the statistic of the scope mean: scope names, and per cell the scope's
     position among them, the window start and the value."""
     names, scope = np.unique(closed.keys, return_inverse=True)
+    energetic = statistic == "leq"  # sound levels add as energies (ISO 1996-1): 10^(L/10)
+    level = 10.0 ** (closed.value / 10.0) if energetic else closed.value
     instants, instant = np.unique(closed.time, return_inverse=True)
     pairs, pair = np.unique(scope * len(instants) + instant, return_inverse=True)
-    mean = np.bincount(pair, closed.value) / np.bincount(pair)  # the scope's mean per instant
+    mean = np.bincount(pair, level) / np.bincount(pair)  # the scope's mean per instant
     pair_scope, pair_time = pairs // len(instants), instants[pairs % len(instants)]
     starts, start = np.unique(pair_time // window * window, return_inverse=True)
     cells, cell = np.unique(pair_scope * len(starts) + start, return_inverse=True)
-    if statistic == "mean":
+    if statistic in ("mean", "leq"):
         value = np.bincount(cell, mean) / np.bincount(cell)
     else:
         reduce = np.maximum if statistic == "max" else np.minimum
         value = np.full(len(cells), -np.inf if statistic == "max" else np.inf)
         reduce.at(value, cell, mean)
+    if energetic:
+        value = 10.0 * np.log10(value)
     return names, cells // len(starts), starts[cells % len(starts)], value
 
 

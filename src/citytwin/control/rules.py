@@ -7,7 +7,7 @@ threshold is a clear error at start-up instead of a rule that silently never fir
     when:
       property: pm25          # a vocabulary key (``citytwin vocabulary`` lists them)
       scope: dong             # sensor | dong | gu: value = mean over the scope's sensors
-      statistic: mean         # mean | max | min over the window
+      statistic: mean         # mean | max | min | leq (energetic mean, for dB) over the window
       window: 1h
       on: {above: 75}         # fire when the window value is above 75 µg/m³ ...
       off: {below: 60}        # ... and clear only once it falls below 60 (hysteresis)
@@ -114,7 +114,7 @@ class Condition(_Strict):
 
     property: str
     scope: Scope = "sensor"
-    statistic: Literal["mean", "max", "min"] = "mean"
+    statistic: Literal["mean", "max", "min", "leq"] = "mean"  # leq: energetic mean, dB only
     window: pd.Timedelta
     on: Threshold
     off: Threshold | None = None
@@ -177,6 +177,11 @@ class Condition(_Strict):
                     f"{side} threshold {threshold.value:g} is outside the valid range of "
                     f"{self.property} [{spec.valid_min:g}, {spec.valid_max:g}] {spec.unit.symbol}"
                 )
+        if self.statistic == "leq" and spec.unit.symbol not in ("dB", "dB(A)"):
+            raise ValueError(
+                f"statistic 'leq' (energetic mean) is for sound levels in dB; {self.property} "
+                f"is in {spec.unit.symbol!r}: use mean, max or min"
+            )
         off = self.off_value
         if (self.on.direction == "above" and off > self.on.value) or (
             self.on.direction == "below" and off < self.on.value
