@@ -7,8 +7,9 @@ callback the actuator was given, as ``on_ack(task_id, ok, detail)``. Record the 
 (``TaskBook.mark_sent`` or ``TaskBook.due_retries``), then call :meth:`Actuator.send`: a fast
 actuator may acknowledge before ``send`` returns.
 
-Actuators are chosen by URL through a lazy registry: ``log://name?ack=never`` (the fake) and
-``mqtt://host:port/topic-prefix?id=name`` (the MQTT actuator, :mod:`citytwin.control.mqtt_`).
+Actuators are chosen by URL through a lazy registry: ``log://name?ack=never`` (the fake),
+``mqtt://host:port/topic-prefix?id=name`` (the MQTT actuator, :mod:`citytwin.control.mqtt_`) and
+``emulated://city?id=name`` (a live city emulator in this process, :mod:`.emulated`).
 An unknown scheme lists the valid ones.
 
 >>> with open_actuator("log://pump-1?ack=always") as actuator:
@@ -42,6 +43,7 @@ class AckCallback(Protocol):
 ACTUATORS: dict[str, str] = {
     "log": "citytwin.control.log:LogActuator",
     "mqtt": "citytwin.control.mqtt_:MqttActuator",
+    "emulated": "citytwin.control.emulated:EmulatedActuator",
 }
 
 
