@@ -263,7 +263,7 @@ def test_registry_opens_log_and_lists_valid_schemes() -> None:
     assert isinstance(actuator, LogActuator)
     assert isinstance(actuator, Actuator)
     assert (actuator.id, actuator.ack_mode, actuator.acknowledges) == ("pump-7", 3, True)
-    with pytest.raises(UnknownBackendError, match="'coap'; expected one of: log"):
+    with pytest.raises(UnknownBackendError, match="'coap'; expected one of: emulated, log, mqtt"):
         open_actuator("coap://device/1")
     with pytest.raises(ConfigurationError, match="ack='sometimes'"):
         open_actuator("log://pump?ack=sometimes")
