@@ -32,6 +32,7 @@ from citytwin.cli._shared import (
 from citytwin.cli.analyze import analyze_app
 from citytwin.cli.audit import audit_app
 from citytwin.cli.control import control_app
+from citytwin.cli.linkage import linkage
 from citytwin.cli.scenario import scenario_app
 from citytwin.cli.simulate import simulate_app
 from citytwin.config import Settings
@@ -58,6 +59,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(audit_app, name="audit")
 app.add_typer(control_app, name="control")
+app.command("linkage")(linkage)
 
 
 def _version(value: bool) -> None:
