@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pip's progress bars are noise in CI logs
 PIP := $(BIN)/pip --disable-pip-version-check --no-input -q
 
-.PHONY: install demo test lint typecheck pytest bench clean system-deps node-deps broker
+.PHONY: install demo test lint typecheck pytest bench clean system-deps node-deps web broker
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ system-deps:  ## Debian packages the tests need (Chromium renders 3D Tiles with 
 node-deps:  ## Node dev tools pinned in package-lock.json (glTF-Validator, CesiumJS, playwright-core)
 	@bash scripts/node-deps.sh
 
+web:  ## build the operator dashboard (web/ → src/citytwin/ui/static; MapLibre GL + deck.gl, no CDN)
+	@bash scripts/web.sh
+
 demo: install  ## generate a day of city data, ingest it into a DuckDB store, print the summary
 	$(BIN)/citytwin demo --out demo-data
 
@@ -39,7 +42,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install system-deps node-deps
+pytest: install system-deps node-deps web
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest  ## lint (ruff), types (mypy --strict), the whole pytest suite
@@ -55,4 +58,5 @@ bench: install  ## benchmarks: each prints its figure, a same-run baseline and t
 	$(BIN)/python bench/control.py
 
 clean:
-	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules
+	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules \
+		web/node_modules src/citytwin/ui/static

@@ -41,9 +41,11 @@ from citytwin.api import (
     sta_write,
     tasking,
     twin,
+    ui,
     ws,
 )
 from citytwin.api import control as control_api
+from citytwin.api import services as services_api
 from citytwin.api.errors import install_error_handlers
 from citytwin.api.sta import VERSION, StoreAccess, create_router
 from citytwin.api.sta_mqtt import StaMqttBridge
@@ -56,6 +58,7 @@ from citytwin.mqtt.ingest import MqttIngest
 from citytwin.services.control import ControlLoop, build_controller
 from citytwin.store.base import Store
 from citytwin.twin.state import Twin
+from citytwin.ui import STATIC_DIR
 
 
 def create_app(
@@ -65,6 +68,7 @@ def create_app(
     bus: Bus | None = None,
     audit: AuditLog | None = None,
     control: Controller | None = None,
+    ui_dir: Path | None = None,
 ) -> FastAPI:
     """Build the citytwin API: OGC SensorThings API v1.1 (read side) under ``/v1.1``.
 
@@ -132,6 +136,9 @@ def create_app(
     app.include_router(features.create_router())
     app.include_router(ngsi_ld.create_router())
     app.include_router(ws.create_router())
+    app.include_router(services_api.create_router())
+    # the operator dashboard at /ui/ (browsers asking for / are sent there); ui_dir: another build
+    ui.install(app, static_dir=ui_dir or STATIC_DIR)
     return app
 
 
