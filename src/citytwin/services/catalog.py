@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import pydantic
 import yaml
@@ -53,15 +53,7 @@ Function = Literal[
     "decision_making",
     "autonomous_control",
 ]
-FUNCTIONS: tuple[Function, ...] = (
-    "problem",
-    "real_data",
-    "real_modelling",
-    "data_transfer",
-    "virtual_model",
-    "decision_making",
-    "autonomous_control",
-)
+FUNCTIONS: tuple[Function, ...] = get_args(Function)
 # the catalog fields that hold each function's references (the problem is text, not references)
 FUNCTION_FIELDS: dict[Function, tuple[str, ...]] = {
     "problem": (),
