@@ -28,7 +28,7 @@ node-deps:  ## Node dev tools pinned in package-lock.json (glTF-Validator, Cesiu
 web:  ## build the operator dashboard (web/ → src/citytwin/ui/static; MapLibre GL + deck.gl, no CDN)
 	@bash scripts/web.sh
 
-demo: install  ## generate a day of city data, ingest it into a DuckDB store, print the summary
+demo: install web  ## build the demo city, then run the whole loop (live city, rules, dashboard) at http://127.0.0.1:8000 until Ctrl-C
 	$(BIN)/citytwin demo --out demo-data
 
 broker: install  ## citytwin's own mosquitto on 127.0.0.1:1883 (persistent, state in .citytwin/mosquitto) until Ctrl-C

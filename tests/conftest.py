@@ -85,7 +85,7 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     from citytwin.cli import app
 
     out = tmp_path_factory.mktemp("demo")
-    args = ["demo", "--out", str(out), "--sensors", "150", "--buildings", "500"]
+    args = ["demo", "--no-serve", "--out", str(out), "--sensors", "150", "--buildings", "500"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return f"duckdb:///{out / 'city.duckdb'}"

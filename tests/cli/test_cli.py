@@ -87,7 +87,7 @@ def test_demo_builds_a_city_store_offline(tmp_path: Path) -> None:
     from citytwin.store import open_store
 
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--sensors", "12", "--buildings", "400"]
+    args = ["demo", "--no-serve", "--out", str(out), "--sensors", "12", "--buildings", "400"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     sensors = (out / "city" / "sensors.csv").read_text(encoding="utf-8").splitlines()[1:]

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -32,6 +32,7 @@ from citytwin.cli._shared import (
 from citytwin.cli.analyze import analyze_app
 from citytwin.cli.audit import audit_app
 from citytwin.cli.control import control_app
+from citytwin.cli.demo import demo
 from citytwin.cli.linkage import linkage
 from citytwin.cli.scenario import scenario_app
 from citytwin.cli.simulate import simulate_app
@@ -60,6 +61,7 @@ app.add_typer(scenario_app, name="scenario")
 app.add_typer(audit_app, name="audit")
 app.add_typer(control_app, name="control")
 app.command("linkage")(linkage)
+app.command("demo")(demo)
 
 
 def _version(value: bool) -> None:
@@ -657,118 +659,6 @@ def vocabulary() -> None:
     for p in PROPERTIES:
         table.add_row(p.key, p.name, p.name_ko, p.unit.ucum, f"{p.valid_min:g} … {p.valid_max:g}")
     console.print(table)
-
-
-@app.command()
-def demo(
-    store: StoreOption = None,
-    out: Annotated[Path, typer.Option(help="Folder for generated demo data.")] = Path("demo-data"),
-    sensors: Annotated[int, typer.Option(min=1, help="Number of S-DoT sensors.")] = 1100,
-    buildings: Annotated[int, typer.Option(min=1, help="Buildings of the demo city.")] = 20_000,
-) -> None:
-    """Build a demo city offline and run the spine over it.
-
-    A deterministic synthetic city near Seoul (gu and dong, a river with bridges, buildings,
-    roads, sensor sites) is imported into a DuckDB store; a day of S-DoT 2-minute data from its
-    sensors (with realistic faults) and KMA hourly observations of five Seoul stations are
-    generated and ingested; sensors are bound to their dong, nearest building and road link;
-    the buildings are exported as 3D Tiles.
-    """
-    from citytwin.emulator.feeds import generate_day, load_stations
-    from citytwin.space.city import (
-        bind_sensors,
-        export_layer,
-        import_buildings,
-        import_districts,
-        store_network,
-    )
-    from citytwin.space.democity import build_demo_city, write_demo_city
-    from citytwin.store import open_store
-
-    settings = settings_for(store or f"duckdb:///{out / 'city.duckdb'}")
-    console.print(
-        f"[bold]1/5[/bold] building the demo city ({buildings:,} buildings, "
-        f"{sensors:,} sensor sites) in {out}/city/"
-    )
-    city = build_demo_city(seed=0, buildings=buildings, sensors=sensors, crs=settings.city_crs)
-    layers = write_demo_city(city, out / "city")
-    with open_store(settings.store_url) as opened:
-        for report in (
-            import_districts(opened, layers["districts"], crs=settings.city_crs),
-            import_buildings(opened, layers["buildings"], crs=settings.city_crs),
-            *store_network(opened, city.roads, kind="demo"),
-        ):
-            console.print(f"  {report.layer}: {report.read:,} features")
-    console.print("[bold]2/5[/bold] generating a day of S-DoT and KMA data")
-    sdot_file, kma_file = generate_day(out, sensors=sensors, registry=layers["sensors"])
-    stations = _write_station_registry(out / "kma_stations.csv", load_stations(None))
-    console.print(f"[bold]3/5[/bold] ingesting into {settings.store_url}")
-    steps = [
-        ("kma-stations", stations, {}),
-        ("kma", kma_file, {"stations": str(stations)}),
-        ("sdot", sdot_file, {"registry": str(layers["sensors"])}),
-    ]
-    for feed, path, options in steps:
-        _ingest_with_progress(feed, [str(path)], settings, options)
-    console.print("[bold]4/5[/bold] binding sensors to the city and exporting 3D Tiles")
-    with open_store(settings.store_url) as opened:
-        bound = bind_sensors(opened, crs=settings.city_crs)
-        written, _ = export_layer(
-            opened, "buildings", out / "tiles", format="3dtiles", crs=settings.city_crs
-        )
-    console.print(
-        f"  {bound.bound:,} sensors placed in their dong; {len(bound.outside):,} "
-        f"outside; {written:,} buildings in {out / 'tiles' / 'tileset.json'}"
-    )
-    console.print("[bold]5/5[/bold] decision support: maps, hotspots, traffic, gentrification")
-    for name, path in _demo_analyses(city, settings.store_url, out).items():
-        console.print(f"  {name}: {path}")
-    console.print(
-        f"[green]done[/green] — explore with `citytwin stats --store {settings.store_url}`, "
-        f"`citytwin quarantine list --store {settings.store_url}`, or aggregate by district "
-        "in Python: store.aggregate(by='thing.gu', observed_property='pm25')"
-    )
-
-
-def _demo_analyses(city: Any, store_url: str, out: Path) -> dict[str, Path]:
-    """The analysis half of the demo: a PM2.5 map and its hotspots from the store, a month of
-    TOPIS speeds for the city's arterials and a per-dong panel, each analysed into
-    ``out/analysis``."""
-    from citytwin.emulator.gentrification import generate_panel
-    from citytwin.emulator.topis import write_topis_month
-    from citytwin.services.analyses import distribution_map, hotspots, save_hotspots, save_map
-    from citytwin.services.reports import gentrification_report, traffic_report
-    from citytwin.store import open_store
-
-    folder = out / "analysis"
-    folder.mkdir(parents=True, exist_ok=True)
-    arterials = city.roads.links[city.roads.links["road_class"] == "primary"]
-    month = write_topis_month(out, arterials, year=2020, month=3, seed=0)
-    panel, _ = generate_panel(city.districts, seed=0)
-    panel_path = out / "dong_panel.csv"
-    panel.to_csv(panel_path, index=False, encoding="utf-8-sig")
-    written: dict[str, Path] = {}
-    with open_store(store_url) as opened:
-        pm25 = distribution_map(opened, "pm25")
-        written["PM2.5 map"] = save_map(pm25, folder / "pm25.png")
-        save_map(pm25, folder / "pm25.tif")
-        written["PM2.5 hotspots"] = save_hotspots(
-            hotspots(opened, "pm25", by="dong"), folder / "pm25_hotspots.png"
-        )
-        traffic = traffic_report([month.path], folder / "traffic", store=opened)
-        planning = gentrification_report(panel_path, folder / "gentrification", store=opened)
-    written["traffic heatmap"] = traffic.written["heatmap"]
-    written["gentrification stages"] = planning.written.get("map", planning.written["index"])
-    return written
-
-
-def _write_station_registry(path: Path, stations: Any) -> Path:
-    """The demo's KMA station table in KMA's layout (STN_ID, STN_KO, …, LON, LAT, HT)."""
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["STN_ID", "STN_KO", "LON", "LAT", "HT"])
-        writer.writerows([s.stn_id, s.name, s.lon, s.lat, s.height] for s in stations)
-    return path
 
 
 def main() -> None:
