@@ -3,7 +3,15 @@
 //
 // Usage: node scripts/dashboard-check.mjs URL OUT.png [--approve TASK_ID --token TOKEN
 //            --reason TEXT] [--chromium /usr/bin/chromium] [--timeout-ms 60000]
-//            [--width 1280] [--height 800]
+//            [--width 1280] [--height 800] [--distribution mean|sd] [--replay HOUR_INDEX]
+//            [--sensor THING] [--release LON,LAT] [--linkage] [--full] [--lang ko|en]
+//
+// Steps, in this order, each with its own screenshot OUT-STEP.png next to OUT.png:
+// --distribution shows the kriging layer (or its standard deviation); --replay moves the time
+// slider to an hour; --sensor clicks that sensor on the map and waits for its chart; --release
+// arms the scenario runner and clicks the point; --linkage opens the linkage table page and
+// lists its services. --full: screenshots of the whole page, unmasked (for the docs); --lang:
+// the page's label language (default: the page's own, Korean).
 //
 // URL is the page (http://127.0.0.1:PORT/ui/, optionally with a #zoom/lat/lon/bearing/pitch
 // view). Chromium gets no network beyond the page's own origin: any other request is aborted
@@ -40,10 +48,14 @@ function usage(message) {
 function parseArgs(argv) {
   const opts = { chromium: "/usr/bin/chromium", timeoutMs: 60000, width: 1280, height: 800 };
   const names = { "--chromium": "chromium", "--approve": "approve", "--token": "token",
-    "--reason": "reason", "--timeout-ms": "timeoutMs", "--width": "width", "--height": "height" };
+    "--reason": "reason", "--timeout-ms": "timeoutMs", "--width": "width", "--height": "height",
+    "--distribution": "distribution", "--replay": "replay", "--sensor": "sensor",
+    "--release": "release", "--lang": "lang" };
+  const flags = { "--linkage": "linkage", "--full": "full" };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] in names) opts[names[argv[i]]] = argv[++i];
+    else if (argv[i] in flags) opts[flags[argv[i]]] = true;
     else if (argv[i].startsWith("--")) usage(`unknown option ${argv[i]}`);
     else positional.push(argv[i]);
   }
@@ -89,6 +101,109 @@ async function approve(page, { approve: taskId, token, reason, timeoutMs }) {
   return { taskId, tokenKept: await page.evaluate(() => sessionStorage.getItem("citytwin.token")) };
 }
 
+const dashboard = (page) => page.evaluate(() => window.__dashboard);
+
+async function until(page, predicate, arg, timeoutMs) {
+  try {
+    await page.waitForFunction(predicate, arg, { timeout: timeoutMs, polling: 200 });
+  } catch (error) {
+    throw new Error(`waiting for ${predicate.toString().slice(6, 70)}: ${error.message}`);
+  }
+}
+
+async function screenshot(page, opts, step) {
+  const path = step ? opts.png.replace(/\.png$/, `-${step}.png`) : opts.png;
+  if (opts.full) await page.screenshot({ path });
+  else {
+    const masked = ["#legend", "#timeline", ".maplibregl-control-container"];
+    const mask = masked.map((selector) => page.locator(selector));
+    await page.locator("#map").screenshot({ path, mask, maskColor: "#000000" });
+  }
+  return path;
+}
+
+// The screen position of a point on the map (the page keeps its map at window.__dashboardMap).
+function pixelOf(page, lonLat) {
+  return page.evaluate(([lon, lat]) => {
+    const { x, y } = window.__dashboardMap.project([lon, lat]);
+    const box = document.querySelector("#map").getBoundingClientRect();
+    return { x: box.left + x, y: box.top + y };
+  }, lonLat);
+}
+
+async function showDistribution(page, opts) {
+  await page.selectOption("#distribution", opts.distribution);
+  const band = opts.distribution;
+  await until(page, (b) => window.__dashboard.distribution?.band === b, band, opts.timeoutMs);
+  const state = (await dashboard(page)).distribution;
+  return { ...state, png: await screenshot(page, opts, "distribution") };
+}
+
+async function replay(page, opts) {
+  const index = Number(opts.replay);
+  await page.locator("#replay").fill(String(index));
+  await until(page, (i) => window.__dashboard.replay?.index === i, index, opts.timeoutMs);
+  return { ...(await dashboard(page)).replay, png: await screenshot(page, opts, "replay") };
+}
+
+async function openSensor(page, opts) {
+  const where = await page.evaluate(async (thing) => {
+    const response = await fetch("../twin/sensors");
+    const found = (await response.json()).features.find((f) => f.properties.thing === thing);
+    return found?.geometry?.coordinates ?? null;
+  }, opts.sensor);
+  if (!where) throw new Error(`--sensor ${opts.sensor}: no located sensor with that key`);
+  const { x, y } = await pixelOf(page, where);
+  await page.mouse.click(x, y);
+  await until(page, () => Number.isInteger(window.__dashboard.sensorDetail?.points), null,
+    opts.timeoutMs);
+  const chart = (await page.locator("#sensor-detail path.chart-line").getAttribute("d")) ?? "";
+  return {
+    ...(await dashboard(page)).sensorDetail,
+    vertices: chart.split(/[ML]/).length - 1,
+    text: await page.locator("#sensor-detail").innerText(),
+    png: await screenshot(page, { ...opts, full: true }, "sensor"),
+  };
+}
+
+async function runRelease(page, opts) {
+  await page.click("#release");
+  const { x, y } = await pixelOf(page, opts.release.split(",").map(Number));
+  await page.mouse.click(x, y);
+  await until(page, () => window.__dashboard.release?.zones !== undefined, null, opts.timeoutMs);
+  await page.evaluate(() => new Promise((ok) => {
+    window.__dashboardMap.once("idle", ok);
+    window.__dashboardMap.triggerRepaint(); // an idle map fires "idle" only after a frame
+  }));
+  return {
+    ...(await dashboard(page)).release,
+    status: await page.locator("#release-status").innerText(),
+    png: await screenshot(page, opts, "release"),
+  };
+}
+
+async function openLinkage(page, opts) {
+  await page.click('[data-view="linkage"]');
+  await until(page, () => Number.isInteger(window.__dashboard.linkageRows), null, opts.timeoutMs);
+  return {
+    services: await page.$$eval("tr[data-service]", (rows) => rows.map((r) => r.dataset.service)),
+    statuses: await page.$$eval("table.linkage td", (cells) => cells.map((c) => c.className)),
+    hash: await page.evaluate(() => window.location.hash),
+    png: await screenshot(page, { ...opts, full: true }, "linkage"),
+  };
+}
+
+// The steps asked for, in a fixed order; each one's report.
+async function steps(page, opts) {
+  const done = {};
+  if (opts.distribution) done.distribution = await showDistribution(page, opts);
+  if (opts.replay !== undefined) done.replay = await replay(page, opts);
+  if (opts.sensor) done.sensor = await openSensor(page, opts);
+  if (opts.release) done.release = await runRelease(page, opts);
+  if (opts.linkage) done.linkage = await openLinkage(page, opts);
+  return done;
+}
+
 async function run(page, opts, errors) {
   const started = Date.now();
   await page.goto(opts.url, { waitUntil: "load", timeout: opts.timeoutMs });
@@ -98,16 +213,15 @@ async function run(page, opts, errors) {
     { timeout: opts.timeoutMs, polling: 200 },
   );
   const ready = Date.now() - started;
-  const dashboard = await page.evaluate(() => window.__dashboard);
-  await page.locator("#map").screenshot({
-    path: opts.png,
-    mask: [page.locator("#legend"), page.locator(".maplibregl-control-container")],
-    maskColor: "#000000",
-  });
+  const state = await dashboard(page);
+  await screenshot(page, opts, null);
+  const done = state.ready ? await steps(page, opts) : {};
   let approval = null;
   if (opts.approve) approval = await approve(page, opts);
   const panel = await page.locator("#panel").innerText();
-  return { dashboard, approval, panel, timingsMs: { ready, total: Date.now() - started } };
+  const after = await dashboard(page); // errors raised during the steps
+  return { dashboard: { ...state, errors: after.errors }, steps: done, approval, panel,
+    timingsMs: { ready, total: Date.now() - started } };
 }
 
 async function main() {
@@ -127,6 +241,10 @@ async function main() {
     });
     const page = context.pages()[0] ?? (await context.newPage());
     watch(context, page, origin, errors);
+    if (opts.lang) {
+      const setLanguage = (lang) => localStorage.setItem("citytwin.language", lang);
+      await context.addInitScript(setLanguage, opts.lang);
+    }
     result = await run(page, opts, errors);
   } catch (e) {
     errors.push(`driver: ${e.message.split("\n")[0]}`);

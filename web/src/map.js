@@ -9,19 +9,40 @@ const STYLE = {
   layers: [{ id: "background", type: "background", paint: { "background-color": "#161b22" } }],
 };
 
-// Whether the page was opened on a view (#zoom/lat/lon/…): read before the map rewrites the hash.
-const openedOnView = window.location.hash.length > 1;
+// The view in the URL, #zoom/lat/lon[/bearing[/pitch]] (MapLibre's format), so that a view can
+// be bookmarked or shared. Kept here rather than by MapLibre's `hash: true`, which would also
+// overwrite other pages' hashes (#linkage).
+const openedOnView = parseView(window.location.hash);
 
 export function createMap(container) {
-  return new MapLibreMap({
+  const map = new MapLibreMap({
     container,
     style: STYLE,
-    center: [127.0, 37.55],
-    zoom: 11,
-    pitch: 45,
-    hash: true, // #zoom/lat/lon/bearing/pitch: a view can be bookmarked or shared
+    center: openedOnView?.center ?? [127.0, 37.55],
+    zoom: openedOnView?.zoom ?? 11,
+    bearing: openedOnView?.bearing ?? 0,
+    pitch: openedOnView?.pitch ?? 45,
     attributionControl: false,
   });
+  map.on("moveend", () => {
+    if (!window.location.hash.startsWith("#linkage")) writeView(map);
+  });
+  return map;
+}
+
+function parseView(hash) {
+  const numbers = hash.slice(1).split("/").map(Number);
+  if (numbers.length < 3 || numbers.some((n) => !Number.isFinite(n))) return null;
+  const [zoom, lat, lon, bearing = 0, pitch = 0] = numbers;
+  return { zoom, center: [lon, lat], bearing, pitch };
+}
+
+export function writeView(map) {
+  const { lng, lat } = map.getCenter();
+  const digits = Math.max(0, Math.ceil(Math.log10(2 ** map.getZoom() / 360 * 512 * 2)));
+  const view = [map.getZoom().toFixed(2).replace(/\.?0+$/, ""), lat.toFixed(digits),
+    lng.toFixed(digits), Math.round(map.getBearing()), Math.round(map.getPitch())];
+  history.replaceState(history.state, "", `#${view.join("/")}`);
 }
 
 export function loaded(map) {

@@ -13,15 +13,18 @@ export function createSensorOverlay(map) {
   return overlay;
 }
 
-// Resolves after deck.gl has drawn the new layer once.
-export function showSensors(overlay, collection, property) {
+// Resolves after deck.gl has drawn the new layer once. valueOf(thing) replaces the latest
+// values (the time slider); onClick(feature) opens a sensor's detail.
+export function showSensors(overlay, collection, property, { valueOf = null, onClick } = {}) {
+  const value = (f) =>
+    valueOf ? valueOf(f.properties.thing) : f.properties.latest?.[property]?.value;
   const located = collection.features.filter((f) => f.geometry?.type === "Point");
   return new Promise((drawn) => {
     const layer = new ScatterplotLayer({
       id: "sensors",
       data: located,
       getPosition: (f) => f.geometry.coordinates,
-      getFillColor: (f) => sensorColour(property, f.properties.latest?.[property]?.value),
+      getFillColor: (f) => sensorColour(property, value(f)),
       getLineColor: [15, 18, 22],
       getRadius: SENSOR_RADIUS_PX,
       radiusUnits: "pixels",
@@ -30,11 +33,12 @@ export function showSensors(overlay, collection, property) {
       lineWidthUnits: "pixels",
       getLineWidth: 1,
       pickable: true,
-      updateTriggers: { getFillColor: property },
+      onClick: ({ object }) => object && onClick?.(object),
+      updateTriggers: { getFillColor: [property, valueOf] },
     });
     overlay.setProps({ layers: [layer], onAfterRender: () => drawn(located.length) });
   }).then((count) => {
-    overlay.setProps({ onAfterRender: undefined });
+    overlay.setProps({ onAfterRender: () => {} }); // deck.gl calls it unchecked
     return count;
   });
 }

@@ -35,6 +35,7 @@ from citytwin.api import (
     analysis,
     auth,
     features,
+    layers,
     ngsi_ld,
     scenarios,
     sta_update,
@@ -131,6 +132,7 @@ def create_app(
     app.include_router(create_router())
     app.include_router(twin.create_router())
     app.include_router(analysis.create_router())
+    app.include_router(layers.create_router())
     app.include_router(scenarios.create_router())
     app.include_router(control_api.create_router())
     app.include_router(features.create_router())
