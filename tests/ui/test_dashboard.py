@@ -9,14 +9,17 @@ footprints in view, and the sensor discs match the number of sensors in view.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,8 @@ from citytwin.config import Settings
 from citytwin.control.audit import AuditLog
 from citytwin.control.config import parse_control
 from citytwin.control.dispatcher import Controller
+from citytwin.control.emulated import attach_city, detach_city
+from citytwin.emulator.live import LiveCity, LiveSensor
 from citytwin.ui import STATIC_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +48,7 @@ CITY_CRS = "EPSG:5186"
 OPERATOR = "ops-4"
 DONG = "1111051"
 CONTROL = {
-    "actuators": [{"match": "spray-truck:*", "url": "log://trucks?ack=always"}],
+    "actuators": [{"match": "spray-truck:*", "url": "emulated://ui-test"}],
     "rules": [{
         "name": "dong-pm25", "department": "environment",
         "when": {"property": "pm25", "scope": "dong", "window": "10min", "on": {"above": 75}},
@@ -184,6 +189,9 @@ def test_an_operator_approves_a_task_from_the_panel(
     settings = Settings(store_url=demo_store, api_tokens=(f"{OPERATOR}=operator@op-kim",))
     app = create_app(settings, audit=audit, control=controller)
     reason = "CCTV shows dust on the road"
+    city = LiveCity([LiveSensor("ui-s1", 127.0, 37.5, "11110", DONG, "ui-dong")], seed=3)
+    untouched = copy.deepcopy(city)
+    attach_city("ui-test", city)  # the emulated truck of this dong acts on this city
     with serve(app) as root:
         waiting = get_json(f"{root}/control/tasks?state=awaiting_approval")
         assert [t["id"] for t in waiting] == [task_id]
@@ -191,13 +199,20 @@ def test_an_operator_approves_a_task_from_the_panel(
             f"{root}/ui/", tmp_path / "map.png",
             "--approve", task_id, "--token", OPERATOR, "--reason", reason,
         )  # fmt: skip
-        task = get_json(f"{root}/control/tasks/{task_id}")
+        deadline = time.monotonic() + 10
+        while (task := get_json(f"{root}/control/tasks/{task_id}"))["state"] != "done":
+            assert time.monotonic() < deadline, f"the task did not reach the city: {task}"
+            time.sleep(0.05)
+    detach_city("ui-test")
+    now = datetime.now(UTC)
+    sprayed, unsprayed = (c.step(now)[0]["values"]["pm25"] for c in (city, untouched))
 
     assert report["errors"] == []
     assert report["ok"] is True
     assert report["approval"] == {"taskId": task_id, "tokenKept": OPERATOR}
     assert "대기 중인 작업이 없습니다" in report["panel"]  # the queue is empty afterwards
-    assert task["state"] == "acknowledged"  # the logging truck answers at once
+    assert "sprayed" in task["detail"]  # the emulated truck acted and reported done
+    assert sprayed < 0.85 * unsprayed  # and the city's PM2.5 there is lower than untouched
     approved = next(step for step in task["history"] if step["to"] == "approved")
     assert (approved["actor"], approved["reason"]) == ("op-kim", reason)
     assert audit.verify().ok
