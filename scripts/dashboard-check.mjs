@@ -24,18 +24,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
-// The machine's network is closed: without these Chromium keeps dialling Google services.
-// SwiftShader gives WebGL without a GPU.
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--use-gl=swiftshader",
-  "--enable-unsafe-swiftshader",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
+import { CHROMIUM_ARGS } from "./offline-chromium.mjs";
+
 
 function usage(message) {
   console.error(`dashboard-check: ${message}`);

@@ -17,20 +17,10 @@ import { dirname, extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
+import { CHROMIUM_ARGS } from "./offline-chromium.mjs";
+
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const CESIUM_DIR = join(REPO, "node_modules", "cesium", "Build", "Cesium");
-// The machine's network is closed: without these Chromium keeps dialling Google services.
-// SwiftShader gives WebGL without a GPU.
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--use-gl=swiftshader",
-  "--enable-unsafe-swiftshader",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-  "--no-first-run",
-];
 const TYPES = {
   ".html": "text/html; charset=utf-8",
   ".js": "text/javascript; charset=utf-8",
