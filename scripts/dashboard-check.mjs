@@ -4,13 +4,15 @@
 // Usage: node scripts/dashboard-check.mjs URL OUT.png [--approve TASK_ID --token TOKEN
 //            --reason TEXT] [--chromium /usr/bin/chromium] [--timeout-ms 60000]
 //            [--width 1280] [--height 800] [--distribution mean|sd] [--replay HOUR_INDEX]
-//            [--sensor THING] [--release LON,LAT] [--linkage] [--full] [--lang ko|en]
+//            [--sensor THING] [--release LON,LAT] [--traffic] [--close LINK_ID] [--linkage]
+//            [--full] [--lang ko|en]
 //
 // Steps, in this order, each with its own screenshot OUT-STEP.png next to OUT.png:
 // --distribution shows the kriging layer (or its standard deviation); --replay moves the time
 // slider to an hour; --sensor clicks that sensor on the map and waits for its chart; --release
-// arms the scenario runner and clicks the point; --linkage opens the linkage table page and
-// lists its services. --full: screenshots of the whole page, unmasked (for the docs); --lang:
+// arms the scenario runner and clicks the point; --traffic turns the peak-hour flows on;
+// --close clicks that street in the road-closure scenario and waits for its changes;
+// --linkage opens the linkage table page and lists its services. --full: screenshots of the whole page, unmasked (for the docs); --lang:
 // the page's label language (default: the page's own, Korean).
 //
 // URL is the page (http://127.0.0.1:PORT/ui/, optionally with a #zoom/lat/lon/bearing/pitch
@@ -40,8 +42,8 @@ function parseArgs(argv) {
   const names = { "--chromium": "chromium", "--approve": "approve", "--token": "token",
     "--reason": "reason", "--timeout-ms": "timeoutMs", "--width": "width", "--height": "height",
     "--distribution": "distribution", "--replay": "replay", "--sensor": "sensor",
-    "--release": "release", "--lang": "lang" };
-  const flags = { "--linkage": "linkage", "--full": "full" };
+    "--release": "release", "--lang": "lang", "--close": "close" };
+  const flags = { "--linkage": "linkage", "--full": "full", "--traffic": "traffic" };
   const positional = [];
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] in names) opts[names[argv[i]]] = argv[++i];
@@ -172,6 +174,39 @@ async function runRelease(page, opts) {
   };
 }
 
+async function showTrafficFlows(page, opts) {
+  await page.selectOption("#traffic", "flows");
+  await until(page, () => window.__dashboard.traffic?.links > 0, null, opts.timeoutMs);
+  return { ...(await dashboard(page)).traffic, png: await screenshot(page, opts, "traffic") };
+}
+
+// Close the street LINK_ID: arm the scenario, click the middle of that link's line.
+async function closeRoad(page, opts) {
+  const where = await page.evaluate(async (id) => {
+    const response = await fetch("../layers/traffic");
+    const found = (await response.json()).features.find((f) => f.properties.link_id === id);
+    const line = found?.geometry?.coordinates;
+    if (!line) return null;
+    const [a, b] = [line[0], line[line.length - 1]];
+    return [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2];
+  }, opts.close);
+  if (!where) throw new Error(`--close ${opts.close}: no modelled link with that id`);
+  await page.click("#closure");
+  await until(page, () => window.__dashboard.traffic?.links > 0, null, opts.timeoutMs);
+  const { x, y } = await pixelOf(page, where);
+  await page.mouse.click(x, y);
+  await until(page, () => window.__dashboard.closure?.closed !== undefined, null, opts.timeoutMs);
+  await page.evaluate(() => new Promise((ok) => {
+    window.__dashboardMap.once("idle", ok);
+    window.__dashboardMap.triggerRepaint();
+  }));
+  return {
+    ...(await dashboard(page)).closure,
+    status: await page.locator("#closure-status").innerText(),
+    png: await screenshot(page, opts, "closure"),
+  };
+}
+
 async function openLinkage(page, opts) {
   await page.click('[data-view="linkage"]');
   await until(page, () => Number.isInteger(window.__dashboard.linkageRows), null, opts.timeoutMs);
@@ -190,6 +225,8 @@ async function steps(page, opts) {
   if (opts.replay !== undefined) done.replay = await replay(page, opts);
   if (opts.sensor) done.sensor = await openSensor(page, opts);
   if (opts.release) done.release = await runRelease(page, opts);
+  if (opts.traffic) done.traffic = await showTrafficFlows(page, opts);
+  if (opts.close) done.closure = await closeRoad(page, opts);
   if (opts.linkage) done.linkage = await openLinkage(page, opts);
   return done;
 }

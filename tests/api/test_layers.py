@@ -160,3 +160,64 @@ def test_a_release_gives_nested_aegl_zones_downwind(client: TestClient) -> None:
     }
     assert dict(zip(frame["level"], frame["buildings"], strict=True)) == inside
     assert zones["buildingsInAegl1"] == inside["AEGL-1"]
+
+
+def stored_links(client: TestClient) -> pd.DataFrame:
+    """Every stored road link's properties, page by page (OGC API Features ``next`` links)."""
+    rows: list[dict[str, Any]] = []
+    url: str | None = "/collections/road_links/items?limit=10000"
+    while url:
+        body = client.get(url).json()
+        rows += [f["properties"] for f in body["features"]]
+        url = next((link["href"] for link in body["links"] if link["rel"] == "next"), None)
+    return pd.DataFrame(rows)
+
+
+def test_traffic_flows_cover_the_arterials_and_conserve_nothing_but_capacity(
+    client: TestClient,
+) -> None:
+    links = stored_links(client)
+    arterials = links[links["road_class"].isin(["primary", "secondary"])]
+
+    body = client.get("/layers/traffic").json()
+
+    flows = pd.DataFrame([f["properties"] for f in body["features"]])
+    assert sorted(flows["link_id"]) == sorted(arterials["link_id"].astype(str))
+    assert body["zones"] == len(districts_in_city_crs(client).query("level == 'dong'"))
+    assert body["trips"] > 0
+    assert body["relativeGap"] <= 1e-4
+    capacity = arterials.set_index(arterials["link_id"].astype(str))["capacity_veh_h"]
+    np.testing.assert_allclose(
+        flows["vc"], flows["volume"] / flows["link_id"].map(capacity), atol=0.01
+    )
+    assert {f["geometry"]["type"] for f in body["features"]} == {"LineString"}
+
+
+def test_closing_a_street_closes_both_directions_and_moves_its_traffic(
+    client: TestClient,
+) -> None:
+    flows = pd.DataFrame(
+        [f["properties"] for f in client.get("/layers/traffic").json()["features"]]
+    )
+    busiest = flows.iloc[int(flows["volume"].to_numpy().argmax())]
+
+    body = client.get("/layers/closure", params={"link": busiest["link_id"]}).json()
+
+    changed = pd.DataFrame([f["properties"] for f in body["features"]])
+    closed = changed[changed["closed"]]
+    assert body["closed"] == [busiest["link_id"]]
+    assert body["closedLinks"] == len(closed) == 2  # the demo's streets are two-way
+    assert busiest["link_id"] in set(closed["link_id"])
+    assert (closed["volume_after"] == 0).all()
+    assert closed["volume"].max() == pytest.approx(busiest["volume"], abs=0.01)
+    rises = changed.loc[~changed["closed"], "volume_change"].clip(lower=0).sum()
+    assert rises >= 0.99 * busiest["volume"]
+    assert body["vehicleHoursChange"] == pytest.approx(
+        body["vehicleHours"] - body["vehicleHoursBase"], abs=0.11
+    )
+
+
+def test_closing_an_unknown_street_is_a_400_naming_it(client: TestClient) -> None:
+    response = client.get("/layers/closure", params={"link": "no-such-link"})
+    assert response.status_code == 400
+    assert "no-such-link" in response.json()["message"]

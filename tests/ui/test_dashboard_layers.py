@@ -181,3 +181,37 @@ def quiet_point(points: gpd.GeoDataFrame, near: shapely.Point) -> shapely.Point:
     chosen = quiet.iloc[int(np.argmin(quiet.distance(centre)))]
     point: shapely.Point = gpd.GeoSeries([chosen], crs=CITY_CRS).to_crs("EPSG:4326").iloc[0]
     return point
+
+
+def test_traffic_flows_and_a_road_closure_from_the_map(
+    demo_store: str, serve: Serve, tmp_path: Path
+) -> None:
+    _require_tools()
+    with serve_demo(serve, demo_store) as root:
+        flows = get_json(f"{root}/layers/traffic")
+        busiest = max(flows["features"], key=lambda f: f["properties"]["volume"])
+        link = busiest["properties"]["link_id"]
+        line = busiest["geometry"]["coordinates"]
+        lon, lat = np.mean([line[0], line[-1]], axis=0)  # the view centres on the street
+        report = check_dashboard(
+            f"{root}/ui/#15/{lat:.6f}/{lon:.6f}/0/0", tmp_path / "map.png",
+            "--traffic", "--close", link,
+        )  # fmt: skip
+        clicked = report["steps"]["closure"]["closed"]
+        closure = get_json(f"{root}/layers/closure?link={clicked[0]}")
+
+    assert report["errors"] == []
+    assert report["steps"]["traffic"]["links"] == len(flows["features"])
+    closed = {f["properties"]["link_id"] for f in closure["features"] if f["properties"]["closed"]}
+    assert link in closed  # the click hit the street: this direction or its twin
+    assert set(clicked) <= closed
+    step = report["steps"]["closure"]
+    assert step["changed"] == len(closure["features"]) - len(closed)
+    assert step["vehicleHoursChange"] == closure["vehicleHoursChange"]
+    # the closed street is drawn dashed black across the middle of the view
+    centre = rgb_of(tmp_path / "map-closure.png")
+    h, w = centre.shape[0] // 2, centre.shape[1] // 2
+    window = centre[h - 10 : h + 11, w - 10 : w + 11].max(axis=2)
+    before = rgb_of(tmp_path / "map-traffic.png")[h - 10 : h + 11, w - 10 : w + 11].max(axis=2)
+    assert np.count_nonzero(window < 12) > 20
+    assert np.count_nonzero(before < 12) == 0

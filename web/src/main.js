@@ -11,6 +11,7 @@ import { createMap, frame, idle, loaded, showBuildings, showDistricts, writeView
 import { refreshPanel, setUpTokenForm } from "./panel.js";
 import { armRelease } from "./release.js";
 import { loadHistory, valuesAt } from "./replay.js";
+import { armClosure, showTraffic } from "./traffic.js";
 import { createSensorOverlay, renderLegend, SENSOR_RADIUS_PX, showSensors } from "./sensors.js";
 
 const PANEL_REFRESH_MS = 15000;
@@ -58,6 +59,13 @@ async function drawDistribution(map) {
   state.distribution = layer;
 }
 
+async function drawTraffic(map) {
+  state.traffic = null;
+  const shown = await showTraffic(map, $("#traffic").value === "flows", $("#traffic-legend"));
+  await idle(map);
+  state.traffic = shown ?? { links: 0 };
+}
+
 async function replayTo(map, overlay, index) {
   current.valueOf = valuesAt(current.history, index, $("#replay-time"));
   await drawSensors(map, overlay);
@@ -93,6 +101,13 @@ function wireControls(map, overlay, config) {
   $("#replay").addEventListener("input", (event) =>
     replayTo(map, overlay, Number(event.target.value)).catch(report),
   );
+  $("#traffic").addEventListener("change", () => drawTraffic(map).catch(report));
+  $("#closure").addEventListener("click", async () => {
+    state.closure = null;
+    $("#traffic").value = "flows";
+    await drawTraffic(map).catch(report);
+    state.closure = await armClosure(map, $("#closure-status")).catch(report);
+  });
   $("#release").addEventListener("click", async () => {
     state.release = null;
     state.release = await armRelease(map, $("#release-status")).catch(report);

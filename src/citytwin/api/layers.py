@@ -11,7 +11,14 @@
   (the time slider replays it);
 - ``GET /layers/release?lon=&lat=`` — a chemical release at a point
   (:func:`citytwin.services.simulations.chemical_release`) as its AEGL-1/2/3 zones (GeoJSON),
-  each with the buildings and estimated residents inside it.
+  each with the buildings and estimated residents inside it;
+- ``GET /layers/traffic`` — peak-hour flows of the city's own traffic model
+  (:mod:`citytwin.services.traffic_model`): every modelled road link with its volume (veh/h),
+  volume/capacity and congested speed, as GeoJSON lines;
+- ``GET /layers/closure?link=ID`` (repeatable) — the same model with those streets closed in both
+  directions: the links whose volume changes by at least a vehicle an hour, each with
+  ``volume``, ``volume_after`` and ``volume_change``, the closed ones marked ``closed``, and the
+  peak hour's vehicle-hours before and after.
 
 The image is the city grid (EPSG:5186 cells) pinned by its corners: MapLibre stretches it
 linearly in Web Mercator between them. EPSG:5186's central meridian is 127° E, through Seoul, so
@@ -24,12 +31,13 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from matplotlib import colormaps
 from matplotlib.image import imsave
@@ -40,6 +48,8 @@ from citytwin.api.features import plain
 from citytwin.api.sta import Access
 from citytwin.errors import ValidationError
 from citytwin.services import analyses, simulations
+from citytwin.services.traffic_model import TrafficModels, build_traffic_model, layer_key
+from citytwin.simulate.city_traffic import CityFlows
 from citytwin.space.crs import to_city, to_wgs84
 from citytwin.twin.fields import is_decibel
 from citytwin.twin.state import SUSPECT, Twin
@@ -211,6 +221,72 @@ def _outer(result: simulations.ReleaseResult, column: str) -> int:
     return round(float(result.exposure[column].get("AEGL-1", 0.0)))
 
 
+#: Closure changes smaller than this (veh/h) are assignment noise, not sent to the map.
+CHANGE_SHOWN = 1.0
+TRAFFIC_COLUMNS = ["link_id", "name", "road_class", "lanes", "capacity_veh_h", "volume", "vc",
+                   "speed_kmh", "geometry"]  # fmt: skip
+_models_lock = threading.Lock()
+
+
+def _traffic_models(request: Request) -> TrafficModels:
+    with _models_lock:
+        models = getattr(request.app.state, "traffic_models", None)
+        if models is None:
+            models = request.app.state.traffic_models = TrafficModels()
+        return models
+
+
+def _base_flows(access: Access, request: Request) -> CityFlows:
+    """The base flows, the store read under its lock and the assignment outside it."""
+    with access.lock:
+        key = layer_key(access.store())
+
+    def build() -> Any:
+        with access.lock:
+            return build_traffic_model(access.store())
+
+    return _traffic_models(request).base(key, build)
+
+
+def _lines(frame: Any, columns: list[str], extra: dict[str, Any]) -> JSONResponse:
+    shown = frame[columns].to_crs("EPSG:4326")
+    numbers = shown.select_dtypes("number").columns
+    shown[numbers] = shown[numbers].round(2)
+    collection = json.loads(shown.to_json(drop_id=True))
+    collection.update(extra)
+    return JSONResponse(collection, media_type="application/geo+json")
+
+
+def traffic(access: Access, request: Request) -> JSONResponse:
+    """Peak-hour flows on every modelled road link (GeoJSON lines)."""
+    flows = _base_flows(access, request)
+    trips = flows.model.trips
+    return _lines(flows.table(), TRAFFIC_COLUMNS, {
+        "zones": len(trips.zones), "trips": round(trips.total),
+        "vehicleHours": round(flows.vehicle_hours, 1), "iterations": flows.result.iterations,
+        "relativeGap": flows.result.relative_gap,
+    })  # fmt: skip
+
+
+def closure(
+    access: Access,
+    request: Request,
+    link: Annotated[list[str], Query(max_length=20, description="link_id of a street to close")],
+) -> JSONResponse:
+    """The changes when the streets of ``link`` close: changed links and vehicle-hours."""
+    base = _base_flows(access, request)
+    result = _traffic_models(request).closure(base, link)
+    links = result.links
+    changed = links[(links["volume_change"].abs() >= CHANGE_SHOWN) | links["closed"]]
+    columns = [*TRAFFIC_COLUMNS[:-1], "volume_after", "volume_change", "closed", "geometry"]
+    return _lines(changed, columns, {
+        "closed": sorted({str(i) for i in link}), "closedLinks": int(links["closed"].sum()),
+        "vehicleHoursBase": round(result.vehicle_hours_base, 1),
+        "vehicleHours": round(result.vehicle_hours, 1),
+        "vehicleHoursChange": round(result.vehicle_hours - result.vehicle_hours_base, 1),
+    })  # fmt: skip
+
+
 def create_router() -> APIRouter:
     """The dashboard layers under ``/layers``."""
     router = APIRouter(prefix="/layers", tags=["layers"])
@@ -223,4 +299,6 @@ def create_router() -> APIRouter:
     )  # fmt: skip
     router.add_api_route("/history", history, methods=["GET"], name="layers_history")
     router.add_api_route("/release", release, methods=["GET"], name="layers_release")
+    router.add_api_route("/traffic", traffic, methods=["GET"], name="layers_traffic")
+    router.add_api_route("/closure", closure, methods=["GET"], name="layers_closure")
     return router

@@ -111,8 +111,7 @@ def exposed_buildings(
             "expected positive metres and square metres"
         )
     frame = _check_buildings(buildings, zones)
-    floors = np.maximum(1.0, np.round(frame["occupied"].to_numpy() / storey_height))
-    floor_area = frame.geometry.area.to_numpy() * floors
+    floor_area = _floor_area(frame, storey_height)
     housed = np.ones(len(frame), dtype=bool)
     if residential_uses is not None:
         uses = frame["use"] if "use" in frame else pd.Series([None] * len(frame))
@@ -133,6 +132,27 @@ def exposed_buildings(
     return pd.DataFrame(
         rows, columns=["level", "buildings", "floor_area_m2", "residents"]
     ).set_index("level")
+
+
+def floor_areas(buildings: gpd.GeoDataFrame, *, storey_height: float = 3.0) -> np.ndarray:
+    """Each building's floor area (m²): footprint × ``max(1, round(occupied height / storey))``.
+
+    The same volume rule :func:`exposed_buildings` estimates residents from; trip generation
+    (:mod:`citytwin.simulate.city_traffic`) uses it too.
+
+    >>> from shapely.geometry import box
+    >>> floor_areas(gpd.GeoDataFrame({"height": [9.0]}, geometry=[box(0, 0, 10, 20)])).tolist()
+    [600.0]
+    """
+    if not storey_height > 0:
+        raise ValidationError(f"storey_height {storey_height}: expected positive metres")
+    return _floor_area(_check_buildings(buildings, None), storey_height)
+
+
+def _floor_area(frame: gpd.GeoDataFrame, storey_height: float) -> np.ndarray:
+    floors = np.maximum(1.0, np.round(frame["occupied"].to_numpy() / storey_height))
+    area: np.ndarray = frame.geometry.area.to_numpy() * floors
+    return area
 
 
 def _cells_polygon(mask: np.ndarray, transform: Affine) -> shapely.Geometry:
@@ -164,13 +184,15 @@ def _check_concentration(grid: Grid, concentration: ArrayLike) -> np.ndarray:
     return values
 
 
-def _check_buildings(buildings: gpd.GeoDataFrame, zones: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _check_buildings(
+    buildings: gpd.GeoDataFrame, zones: gpd.GeoDataFrame | None
+) -> gpd.GeoDataFrame:
     if "height" not in buildings:
         raise ValidationError(
             f"buildings: no 'height' column (has {', '.join(map(str, buildings.columns))}); "
             "expected heights in metres"
         )
-    if buildings.crs is not None and zones.crs is not None and buildings.crs != zones.crs:
+    if zones is not None and None not in (buildings.crs, zones.crs) and buildings.crs != zones.crs:
         buildings = buildings.to_crs(zones.crs)
     height = pd.to_numeric(buildings["height"], errors="coerce").to_numpy(dtype=np.float64)
     base = (
