@@ -1,5 +1,5 @@
 """Screenshots of the operator dashboard for the docs: docs/img/dashboard-{map,distribution,
-release,linkage}.png.
+release,linkage,traffic,closure}.png.
 
 Serves the given store (default: a demo city built by ``citytwin demo`` into a temporary folder)
 on a free loopback port and drives Chromium through ``scripts/dashboard-check.mjs`` (the same
@@ -29,12 +29,14 @@ from citytwin.api import create_app
 from citytwin.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHOTS = {"": "map", "distribution": "distribution", "release": "release", "linkage": "linkage"}
+SHOTS = {"": "map", "distribution": "distribution", "release": "release", "linkage": "linkage",
+         "traffic/traffic": "traffic", "traffic/closure": "closure"}  # fmt: skip
 
 
 def demo_store(folder: Path) -> str:
-    """Build the demo city (the browser tests' size) and return its store URL."""
-    args = ["demo", "--out", str(folder), "--sensors", "150", "--buildings", "500"]
+    """Build the demo city (150 sensors, every building: the traffic model's trips come from
+    them) and return its store URL."""
+    args = ["demo", "--no-serve", "--out", str(folder), "--sensors", "150"]
     citytwin = Path(sys.executable).with_name("citytwin")  # the console script of this venv
     subprocess.run([str(citytwin), *args], check=True, cwd=REPO)
     return f"duckdb:///{folder / 'city.duckdb'}"
@@ -70,6 +72,24 @@ def shoot(root: str, scratch: Path) -> dict[str, Any]:
         "--release", f"{lon + 0.012:.5f},{lat - 0.008:.5f}", "--linkage",
     ]  # fmt: skip
     result = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+    report = _checked(result)
+    # traffic on its own run, so the release zones are not drawn over it: the busiest street
+    flows = get_json(f"{root}/layers/traffic")["features"]
+    busiest = max(flows, key=lambda f: f["properties"]["volume"])
+    line = busiest["geometry"]["coordinates"]
+    lon, lat = (line[0][0] + line[-1][0]) / 2, (line[0][1] + line[-1][1]) / 2
+    (scratch / "traffic").mkdir(exist_ok=True)
+    args = [
+        "node", str(REPO / "scripts" / "dashboard-check.mjs"),
+        f"{root}/ui/#13.2/{lat:.5f}/{lon:.5f}/0/20", str(scratch / "traffic" / "shot.png"),
+        "--width", "1400", "--height", "850", "--full", "--lang", "en",
+        "--traffic", "--close", busiest["properties"]["link_id"],
+    ]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, check=False)
+    return {**report, "traffic": _checked(run)}
+
+
+def _checked(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     report: dict[str, Any] = json.loads(result.stdout or "{}")
     if not report.get("ok"):
         raise SystemExit(f"dashboard-check failed: {report.get('errors')}\n{result.stderr}")
@@ -90,7 +110,9 @@ def main() -> None:
             server.should_exit = True
         options.out.mkdir(parents=True, exist_ok=True)
         for step, name in SHOTS.items():
-            source = scratch / (f"shot-{step}.png" if step else "shot.png")
+            folder, _, name_in_run = step.rpartition("/")
+            shot = f"shot-{name_in_run}.png" if name_in_run else "shot.png"
+            source = scratch / folder / shot
             target = options.out / f"dashboard-{name}.png"
             shutil.copyfile(source, target)
             print(target)

@@ -138,3 +138,33 @@ def test_release_takes_the_wind_from_the_nearest_sensors(demo_store: str, tmp_pa
     assert result.exit_code == 0, result.output
     assert "(nearest sensors)" in result.output
     assert 0 < _figure(result.output, "wind") < 30  # m/s, from the demo's S-DoT anemometers
+
+
+def test_city_traffic_flows_and_a_closure(demo_store: str, tmp_path: Path) -> None:
+    args = ["simulate", "city-traffic", "--store", demo_store, "--out", str(tmp_path)]
+    base = runner.invoke(app, args)
+    assert base.exit_code == 0, base.output
+    flows = json.loads((tmp_path / "flows.geojson").read_text())["features"]
+    volumes = pd.DataFrame([f["properties"] for f in flows])
+    busiest = volumes.iloc[int(volumes["volume"].to_numpy().argmax())]
+    assert busiest["link_id"] in base.output  # the busiest-links table
+    assert {"primary", "secondary"} == set(volumes["road_class"])  # the demo's arterials
+
+    closed = runner.invoke(app, [*args, "--close", str(busiest["link_id"])])
+
+    assert closed.exit_code == 0, closed.output
+    changes = json.loads((tmp_path / "closure.geojson").read_text())["features"]
+    table = pd.DataFrame([f["properties"] for f in changes])
+    shut = table[table["closed"]]
+    assert len(shut) == 2  # both directions
+    assert (shut["volume_after"] == 0).all()
+    assert (
+        table.loc[~table["closed"], "volume_change"].clip(lower=0).sum() >= 0.99 * busiest["volume"]
+    )
+    assert re.search(r"closed \S+: [+-][\d,.]+ vehicle-hours", closed.output)
+    assert (tmp_path / "closure.png").read_bytes()[:4] == b"\x89PNG"
+
+    bad = runner.invoke(app, [*args, "--close", "no-such-street"])
+    assert bad.exit_code == 2  # a domain error: one line, exit 2
+    assert "no-such-street" in bad.output
+    assert "Traceback" not in bad.output

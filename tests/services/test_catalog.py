@@ -32,7 +32,7 @@ SHIPPED = {
 }
 ANALYSES = {"map", "hotspots", "anomalies", "noise", "forecast", "traffic", "gentrification",
             "backtest"}  # fmt: skip
-SIMULATIONS = {"assignment", "release", "sunlight", "flood"}
+SIMULATIONS = {"assignment", "city-traffic", "release", "sunlight", "flood"}
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@
   (:mod:`citytwin.services.traffic_model`): every modelled road link with its volume (veh/h),
   volume/capacity and congested speed, as GeoJSON lines;
 - ``GET /layers/closure?link=ID`` (repeatable) — the same model with those streets closed in both
-  directions: the links whose volume changes by at least a vehicle an hour, each with
+  directions: the links whose volume changes by at least ten vehicles an hour, each with
   ``volume``, ``volume_after`` and ``volume_change``, the closed ones marked ``closed``, and the
   peak hour's vehicle-hours before and after.
 
@@ -221,23 +221,24 @@ def _outer(result: simulations.ReleaseResult, column: str) -> int:
     return round(float(result.exposure[column].get("AEGL-1", 0.0)))
 
 
-#: Closure changes smaller than this (veh/h) are assignment noise, not sent to the map.
-CHANGE_SHOWN = 1.0
+#: Closure changes smaller than this (veh/h) are equilibrium noise (gap 1e-4), not drawn.
+CHANGE_SHOWN = 10.0
 TRAFFIC_COLUMNS = ["link_id", "name", "road_class", "lanes", "capacity_veh_h", "volume", "vc",
                    "speed_kmh", "geometry"]  # fmt: skip
 _models_lock = threading.Lock()
 
 
-def _traffic_models(request: Request) -> TrafficModels:
+def _traffic_models(app: Any) -> TrafficModels:
     with _models_lock:
-        models = getattr(request.app.state, "traffic_models", None)
+        models = getattr(app.state, "traffic_models", None)
         if models is None:
-            models = request.app.state.traffic_models = TrafficModels()
+            models = app.state.traffic_models = TrafficModels()
         return models
 
 
-def _base_flows(access: Access, request: Request) -> CityFlows:
-    """The base flows, the store read under its lock and the assignment outside it."""
+def base_flows(app: Any, access: Any) -> CityFlows:
+    """The base flows of ``app``'s city: the store read under its lock, the assignment outside
+    it. ``citytwin demo`` calls it once at start so the dashboard's first toggle is instant."""
     with access.lock:
         key = layer_key(access.store())
 
@@ -245,7 +246,7 @@ def _base_flows(access: Access, request: Request) -> CityFlows:
         with access.lock:
             return build_traffic_model(access.store())
 
-    return _traffic_models(request).base(key, build)
+    return _traffic_models(app).base(key, build)
 
 
 def _lines(frame: Any, columns: list[str], extra: dict[str, Any]) -> JSONResponse:
@@ -259,7 +260,7 @@ def _lines(frame: Any, columns: list[str], extra: dict[str, Any]) -> JSONRespons
 
 def traffic(access: Access, request: Request) -> JSONResponse:
     """Peak-hour flows on every modelled road link (GeoJSON lines)."""
-    flows = _base_flows(access, request)
+    flows = base_flows(request.app, access)
     trips = flows.model.trips
     return _lines(flows.table(), TRAFFIC_COLUMNS, {
         "zones": len(trips.zones), "trips": round(trips.total),
@@ -274,16 +275,17 @@ def closure(
     link: Annotated[list[str], Query(max_length=20, description="link_id of a street to close")],
 ) -> JSONResponse:
     """The changes when the streets of ``link`` close: changed links and vehicle-hours."""
-    base = _base_flows(access, request)
-    result = _traffic_models(request).closure(base, link)
+    base = base_flows(request.app, access)
+    result = _traffic_models(request.app).closure(base, link)
     links = result.links
     changed = links[(links["volume_change"].abs() >= CHANGE_SHOWN) | links["closed"]]
-    columns = [*TRAFFIC_COLUMNS[:-1], "volume_after", "volume_change", "closed", "geometry"]
+    columns = [*TRAFFIC_COLUMNS[:-1], "volume_after", "vc_after", "volume_change", "closed",
+               "geometry"]  # fmt: skip
     return _lines(changed, columns, {
         "closed": sorted({str(i) for i in link}), "closedLinks": int(links["closed"].sum()),
         "vehicleHoursBase": round(result.vehicle_hours_base, 1),
         "vehicleHours": round(result.vehicle_hours, 1),
-        "vehicleHoursChange": round(result.vehicle_hours - result.vehicle_hours_base, 1),
+        "vehicleHoursChange": result.vehicle_hours_change,
     })  # fmt: skip
 
 

@@ -1,4 +1,5 @@
-"""``citytwin simulate …`` — what-if models: traffic assignment, chemical release, sunlight.
+"""``citytwin simulate …`` — what-if models: traffic assignment (a TNTP network or the city's own
+roads), chemical release, sunlight, flooding.
 
 Each prints the figures that judge the run and writes its results (CSV, GeoTIFF, GeoJSON, PNG).
 Scenarios that are stored and compared live under ``citytwin scenario``.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -81,6 +82,51 @@ def assignment(
         f"{verdict}); relative gap {result.relative_gap:.3e}; Beckmann objective "
         f"{result.objective:,.3f}; total system travel time {result.tstt:,.3f}"
     )
+
+
+@simulate_app.command("city-traffic")
+def city_traffic(
+    close: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--close", help="Close the street of this link_id (both directions; repeatable)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("traffic"),
+    store: StoreOption = None,
+) -> None:
+    """Peak-hour traffic on the city's own roads (zones from dongs, trips from buildings,
+    user equilibrium on the arterials); with --close, the same hour with those streets closed."""
+    from citytwin.services.traffic_model import TrafficModels, build_traffic_model, save_flows
+
+    models = TrafficModels()
+    with store_work(store, "assigning the peak hour") as opened:
+        flows = models.base((), lambda: build_traffic_model(opened))
+        closure = models.closure(flows, close) if close else None
+        written = save_flows(flows, out, closure=closure)
+    model, table = flows.model, flows.table()
+    console.print(
+        f"{len(model.trips.zones)} zones, {model.trips.total:,.0f} trips in the peak hour on "
+        f"{len(table):,} links; {flows.vehicle_hours:,.1f} vehicle-hours "
+        f"(gap {flows.result.relative_gap:.1e} after {flows.result.iterations} iterations)"
+    )
+    _print_links("Busiest links", table.nlargest(5, "volume"), "volume", "vc")
+    if closure is not None:
+        change = closure.vehicle_hours_change
+        console.print(f"closed {', '.join(close or [])}: {change:+,.1f} vehicle-hours")
+        _print_links("Most added traffic", closure.links.nlargest(5, "volume_change"),
+                     "volume_change", "vc_after")  # fmt: skip
+    for name, path in written.items():
+        console.print(f"  {name}: {path}")
+
+
+def _print_links(title: str, rows: Any, column: str, vc: str) -> None:
+    heads = ["link", "name", "class", column.replace("_", " "), "v/c"]
+    table = summary_table(title, heads, tuple(heads[3:]))
+    for row in rows.itertuples():
+        table.add_row(str(row.link_id), str(row.name), str(row.road_class),
+                      f"{getattr(row, column):,.0f}", f"{getattr(row, vc):.2f}")  # fmt: skip
+    console.print(table)
 
 
 @simulate_app.command()

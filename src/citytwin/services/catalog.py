@@ -215,7 +215,7 @@ def _structure_problems(catalog: Catalog) -> list[str]:
 ANALYSES = frozenset(
     {"map", "hotspots", "anomalies", "noise", "backtest", "forecast", "traffic", "gentrification"}
 )
-SIMULATIONS = frozenset({"assignment", "release", "sunlight", "flood"})
+SIMULATIONS = frozenset({"assignment", "city-traffic", "release", "sunlight", "flood"})
 
 
 def available_models() -> dict[str, frozenset[str]]:

@@ -14,9 +14,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import geopandas as gpd
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import Normalize
 
+from citytwin.analysis.render import new_figure, save_figure
 from citytwin.errors import ValidationError
 from citytwin.simulate.city_traffic import (
     CityFlows,
@@ -77,6 +82,11 @@ class Closure:
     vehicle_hours_base: float
     vehicle_hours: float
 
+    @property
+    def vehicle_hours_change(self) -> float:
+        """After minus before, to 0.1 vehicle-hour (never "-0.0")."""
+        return round(self.vehicle_hours - self.vehicle_hours_base, 1) + 0.0
+
 
 class TrafficModels:
     """One model and its base flows per store, and the last few closures (thread-safe)."""
@@ -114,3 +124,52 @@ def layer_key(store: Store) -> tuple[object, ...]:
     """What the model depends on: the feature counts of its layers (re-imports change them)."""
     counts = store.layers()
     return tuple(counts.get(layer, 0) for layer in LAYERS)
+
+
+def save_flows(flows: CityFlows, out: Path, *, closure: Closure | None = None) -> dict[str, Path]:
+    """Write the flows (and a closure's changes) as GeoJSON (WGS84) and PNG maps in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    table = flows.table()
+    written = {"flows": _geojson(table, out / "flows.geojson")}
+    written["flows map"] = _draw(
+        table, "vc", out / "flows.png", cmap="RdYlGn_r", limits=(0.0, 1.2),
+        title=f"Peak-hour flows: volume/capacity ({flows.vehicle_hours:,.0f} vehicle-hours)",
+    )  # fmt: skip
+    if closure is not None:
+        links = closure.links
+        written["closure"] = _geojson(links, out / "closure.geojson")
+        limit = float(links.loc[~links["closed"], "volume_change"].abs().max()) or 1.0
+        change = closure.vehicle_hours_change
+        written["closure map"] = _draw(
+            links, "volume_change", out / "closure.png", cmap="RdBu_r", limits=(-limit, limit),
+            width="volume_change",
+            title=f"Road closure: volume change (veh/h), {change:+,.1f} vehicle-hours",
+        )  # fmt: skip
+    return written
+
+
+def _geojson(frame: gpd.GeoDataFrame, path: Path) -> Path:
+    frame.to_crs("EPSG:4326").to_file(path, driver="GeoJSON")
+    return path
+
+
+def _draw(
+    links: gpd.GeoDataFrame, column: str, path: Path, *, cmap: str,
+    limits: tuple[float, float], title: str, width: str = "volume",
+) -> Path:  # fmt: skip
+    """The links coloured by ``column``, as wide as ``width`` (its size); closed links dashed."""
+    figure, axes = new_figure(title)
+    size = links[width].abs().to_numpy(np.float64)
+    widths = 0.3 + 3.0 * size / max(float(size.max()), 1.0)
+    closed = links["closed"].to_numpy(bool) if "closed" in links else np.zeros(len(links), bool)
+    lines = LineCollection(
+        [np.asarray(g.coords) for g in links.geometry], cmap=cmap, norm=Normalize(*limits),
+        linewidths=np.where(closed, 2.0, widths),
+        linestyles=[(0, (2, 2)) if c else "solid" for c in closed],
+    )  # fmt: skip
+    lines.set_array(links[column].to_numpy(np.float64))
+    axes.add_collection(lines)
+    axes.autoscale()
+    axes.set_aspect("equal")
+    figure.colorbar(lines, ax=axes, shrink=0.8).set_label(column.replace("_", " "))
+    return save_figure(figure, path)

@@ -226,8 +226,9 @@ class CityFlows:
 
 
 def compare_flows(base: CityFlows, variant: CityFlows) -> gpd.GeoDataFrame:
-    """Every modelled link of ``base`` with its variant volume and ``volume_change`` (a closed
-    link: variant volume 0, ``closed`` True); ``attrs`` hold the vehicle-hours before and after."""
+    """Every modelled link of ``base`` with its variant ``volume_after``, ``vc_after`` and
+    ``volume_change`` (a closed link: 0 after, ``closed`` True); ``attrs`` hold the vehicle-hours
+    before and after."""
     change = compare(base.result, variant.result)
     keys = change.set_index(["from", "to"])
     table = base.table()
@@ -236,6 +237,7 @@ def compare_flows(base: CityFlows, variant: CityFlows) -> gpd.GeoDataFrame:
     closed = ~index.isin(_ends(variant.model.links))
     table = table.assign(volume_after=np.where(closed, 0.0, after), closed=closed)
     table["volume_change"] = table["volume_after"] - table["volume"]
+    table["vc_after"] = table["volume_after"] / table["capacity_veh_h"]
     table.attrs.update(vehicle_hours_base=base.vehicle_hours,
                        vehicle_hours_variant=variant.vehicle_hours)  # fmt: skip
     return table
