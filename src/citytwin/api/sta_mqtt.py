@@ -182,7 +182,7 @@ def parse_create(topic: str, payload: bytes) -> tuple[int, ObservationIn]:
         path_id = int(match.group(1))
     try:
         body = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting beyond Python's limit
         raise Rejected(f"body: not valid JSON: {exc}") from None
     try:
         observation: ObservationIn = parse(ObservationIn, body)

@@ -122,7 +122,7 @@ async def json_body(request: Request, _: Writer) -> Any:
     raw = await request.body()
     try:
         return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting beyond Python's limit
         raise InvalidParameterError("body", f"not valid JSON: {exc}") from None
 
 
@@ -307,6 +307,10 @@ def parse(model: Any, body: Any) -> Any:
         first = exc.errors()[0]
         path = _path(first["loc"])
         raise InvalidParameterError(path, first["msg"]) from None
+    except OverflowError as exc:  # pydantic passes it through: a time beyond year 1…9999 in UTC
+        raise InvalidParameterError(
+            "body", f"a date-time is out of range once converted to UTC (years 1 to 9999): {exc}"
+        ) from None
 
 
 # -- creation -----------------------------------------------------------------------------------

@@ -308,6 +308,8 @@ def _json_as_csv(source: Source, records_path: str | None) -> tuple[Source, list
         data = json.loads(source.data)
     except json.JSONDecodeError as exc:
         raise FeedError(source.name, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
+    except (ValueError, RecursionError) as exc:  # an integer of > 4,300 digits; deep nesting
+        raise FeedError(source.name, f"not valid JSON: {exc}") from None
     records = _records_at(data, records_path, source.name)
     header = list(dict.fromkeys(k for r in records if isinstance(r, dict) for k in r))
     if not header:

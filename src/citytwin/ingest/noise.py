@@ -431,7 +431,10 @@ def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer cell beyond the float range
+            return None
     elif isinstance(value, str):
         try:
             number = float(value.strip())

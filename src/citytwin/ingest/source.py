@@ -111,7 +111,12 @@ def decode_bytes(name: str, raw: bytes) -> Source:
     else:
         bom = False
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return Source(name, raw.decode("utf-16").encode("utf-8"), "utf-16")
+        try:
+            return Source(name, raw.decode("utf-16").encode("utf-8"), "utf-16")
+        except UnicodeDecodeError as exc:  # a BOM, then an odd byte count or a lone surrogate
+            raise FeedError(
+                name, f"starts with a UTF-16 byte-order mark but is not UTF-16 text ({exc.reason})"
+            ) from None
     if is_utf8(raw):
         return Source(name, raw, "utf-8-sig" if bom else "utf-8")
     try:

@@ -45,7 +45,10 @@ def stable_id(kind: str, key: str) -> int:
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("time must be timezone-aware (citytwin keeps UTC inside)")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+01:00 is in year 0 once in UTC
+        raise ValueError(f"{value.isoformat()} is outside years 1–9999 once in UTC") from exc
 
 
 UTCDateTime = Annotated[datetime, AfterValidator(_aware_utc)]

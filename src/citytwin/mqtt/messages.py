@@ -85,7 +85,11 @@ def parse_message(
         return BadMessage(f"not UTF-8 JSON: {exc}")
     if type(body) is not dict:
         return BadMessage(f"expected a JSON object, got {type(body).__name__}")
-    if not _looks_valid(body):
+    try:
+        valid = _looks_valid(body)
+    except OverflowError:  # an integer beyond the float range: _problem names it
+        valid = False
+    if not valid:
         return BadMessage(_problem(body) or "invalid message")
     time_us = parse_time(body["phenomenonTime"])
     if isinstance(time_us, str):
@@ -164,7 +168,10 @@ def _problem(body: dict[str, Any]) -> str | None:
 
 
 def _is_number(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+    try:
+        return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer beyond the float range (JSON allows 4,300 digits)
+        return False
 
 
 def parse_time(text: str) -> int | str:
