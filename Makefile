@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install citytwin with dev tools (idempotent)
 
-system-deps:  ## Debian packages the tests need (Chromium renders 3D Tiles with CesiumJS; mosquitto is the MQTT broker)
-	@bash scripts/system-deps.sh chromium mosquitto
+system-deps:  ## Debian packages the tests need (Chromium renders 3D Tiles with CesiumJS; mosquitto is the MQTT broker; PostgreSQL 15 + PostGIS for the production store)
+	@bash scripts/system-deps.sh chromium mosquitto postgresql-15 postgresql-15-postgis-3
 
 node-deps:  ## Node dev tools pinned in package-lock.json (glTF-Validator, CesiumJS, playwright-core)
 	@bash scripts/node-deps.sh
@@ -56,6 +56,8 @@ bench: install  ## benchmarks: each prints its figure, a same-run baseline and t
 	$(BIN)/python bench/assignment.py
 	$(BIN)/python bench/plume.py
 	$(BIN)/python bench/control.py
+	$(BIN)/python bench/pg_ingest.py
+	$(BIN)/python bench/rollup.py
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules \

@@ -1,16 +1,23 @@
-"""Shared fixtures: paths to the real reference data, and the CI rule that a skip is a failure."""
+"""Shared fixtures: paths to the real reference data, the CI rule that a skip is a failure, and
+throwaway services on loopback (mosquitto, uvicorn, PostgreSQL + PostGIS via scripts/postgres.sh:
+one server per session, a fresh schema per test)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import uvicorn
 from hypothesis import settings
@@ -99,3 +106,48 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if IN_CI and skipped and exitstatus == 0 and reporter is not None:
         reporter.write_line(f"CI: {len(skipped)} test(s) skipped; a skip fails in CI", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# -- PostgreSQL + PostGIS ---------------------------------------------------------------
+
+PG_SCRIPT = REPO / "scripts" / "postgres.sh"
+PG_MISSING = {3: "PostgreSQL server binaries", 4: "PostGIS"}  # exit codes of scripts/postgres.sh
+
+
+def _pg(command: str, directory: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(PG_SCRIPT), command, directory],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL 15 server with PostGIS on a free loopback port, for this session."""
+    # in /tmp itself: the server runs as the postgres OS user, which cannot enter pytest's
+    # per-user temporary directory, and a unix socket path must stay under 108 bytes
+    directory = tempfile.mkdtemp(prefix="citytwin-pg.", dir="/tmp")
+    started = _pg("start", directory)
+    if started.returncode != 0:
+        shutil.rmtree(directory, ignore_errors=True)
+        reason = f"cannot start PostgreSQL: {started.stderr.strip()}"
+        if started.returncode in PG_MISSING and not IN_CI:
+            pytest.skip(f"{PG_MISSING[started.returncode]} missing; {reason}")
+        pytest.fail(reason)
+    try:
+        yield started.stdout.strip().splitlines()[-1]
+    finally:
+        _pg("stop", directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A store URL on the session server naming a fresh schema, dropped after the test."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    yield f"{postgres_url}?schema={schema}"
+    with psycopg.connect(postgres_url, autocommit=True) as con:
+        con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

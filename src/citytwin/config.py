@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,3 +114,16 @@ def audit_log_path(settings: Settings) -> Path:
         store_file = Path(path)
         return store_file.with_name(f"{store_file.stem}.audit.jsonl")
     return Path("audit.jsonl")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages and logs (a store or broker URL).
+
+    >>> redact("postgresql://city:secret@db.example:5432/twin")
+    'postgresql://city:***@db.example:5432/twin'
+    """
+    parsed = urlparse(url)
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urlunparse(parsed._replace(netloc=netloc))

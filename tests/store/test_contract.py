@@ -19,13 +19,14 @@ T0 = datetime(2020, 3, 15, tzinfo=UTC)
 HOUR = 3_600_000_000
 
 
-@pytest.fixture(params=["memory://", "duckdb://", "duckdb-file"])
+@pytest.fixture(params=["memory://", "duckdb://", "duckdb-file", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    url = (
-        f"duckdb:///{tmp_path / 'city.duckdb'}"
-        if request.param == "duckdb-file"
-        else (request.param)
-    )
+    if request.param == "postgresql":  # a fresh schema on the session's server (conftest.py)
+        url = request.getfixturevalue("postgres_schema_url")
+    elif request.param == "duckdb-file":
+        url = f"duckdb:///{tmp_path / 'city.duckdb'}"
+    else:
+        url = request.param
     with open_store(url) as opened:
         yield opened
 

@@ -33,10 +33,11 @@ from citytwin.cli.analyze import analyze_app
 from citytwin.cli.audit import audit_app
 from citytwin.cli.control import control_app
 from citytwin.cli.demo import demo
+from citytwin.cli.lake import lake_app
 from citytwin.cli.linkage import linkage
 from citytwin.cli.scenario import scenario_app
 from citytwin.cli.simulate import simulate_app
-from citytwin.config import Settings
+from citytwin.config import Settings, redact
 from citytwin.errors import CitytwinError
 
 if TYPE_CHECKING:  # heavy imports stay out of `citytwin --help`
@@ -60,6 +61,7 @@ app.add_typer(simulate_app, name="simulate")
 app.add_typer(scenario_app, name="scenario")
 app.add_typer(audit_app, name="audit")
 app.add_typer(control_app, name="control")
+app.add_typer(lake_app, name="lake")
 app.command("linkage")(linkage)
 app.command("demo")(demo)
 
@@ -252,7 +254,7 @@ def _ingest_mqtt(
         with open_store(settings.store_url) as opened, _stop_on_signals() as stop:
             err_console.print(
                 f"ingesting {', '.join(topics)} from {broker} as {options.client_id!r} into "
-                f"{settings.store_url}; Ctrl-C to stop"
+                f"{redact(settings.store_url)}; Ctrl-C to stop"
             )
             summary = MqttIngest(opened, broker, topics, options=options).run(stop)
     _print_mqtt_summary(summary)

@@ -23,7 +23,8 @@ StoreOption = Annotated[
     typer.Option(
         "--store",
         "-s",
-        help="Store URL: duckdb:///path/city.duckdb (default), memory://. Env: CITYTWIN_STORE_URL.",
+        help="Store URL: duckdb:///path/city.duckdb (default), postgresql://user@host/db, "
+        "memory://. Env: CITYTWIN_STORE_URL.",
         show_default=False,
     ),
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import secrets
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ import typer
 import yaml
 
 from citytwin.cli._shared import StoreOption, console, domain_errors, settings_for
-from citytwin.config import Settings
+from citytwin.config import Settings, redact
 from citytwin.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -107,9 +108,10 @@ def demo(
     city = _build(settings, out, sensors=sensors, buildings=buildings, layers=layers)
     _analyse(city, settings, out)
     if not serve:
+        url = redact(settings.store_url)
         console.print(
-            f"[green]done[/green] — explore with `citytwin stats --store {settings.store_url}`, "
-            f"`citytwin quarantine list --store {settings.store_url}`, or aggregate by district "
+            f"[green]done[/green] — explore with `citytwin stats --store {url}`, "
+            f"`citytwin quarantine list --store {url}`, or aggregate by district "
             "in Python: store.aggregate(by='thing.gu', observed_property='pm25')"
         )
         return
@@ -160,7 +162,7 @@ def _build(
     console.print("[bold]2/5[/bold] generating a day of S-DoT and KMA data")
     sdot_file, kma_file = generate_day(out, sensors=sensors, registry=synthetic["sensors"])
     stations = _write_station_registry(out / "kma_stations.csv", load_stations(None))
-    console.print(f"[bold]3/5[/bold] ingesting into {settings.store_url}")
+    console.print(f"[bold]3/5[/bold] ingesting into {redact(settings.store_url)}")
     steps = [
         ("kma-stations", stations, {}),
         ("kma", kma_file, {"stations": str(stations)}),
@@ -355,11 +357,30 @@ def _step_until(
             f"then a step every {options.step_s:g} s"
         )
         _announce(options, tokens)
+        threading.Thread(target=_warm_traffic, args=(app,), daemon=True).start()
         while not stop.wait(0.5):
             if stepper.error is not None:
                 raise ConfigurationError(f"the live city stopped: {stepper.error}")
             if not thread.is_alive():
                 raise ConfigurationError("the server stopped; see the log above")
+
+
+def _warm_traffic(app: Any) -> None:
+    """Assign the peak hour once in the background, so the dashboard's traffic layer opens at
+    once; a city without roads or buildings just has no traffic layer."""
+    from citytwin.api.layers import base_flows
+    from citytwin.errors import CitytwinError
+
+    started = time.perf_counter()
+    try:
+        flows = base_flows(app, app.state.store_access)
+    except CitytwinError as exc:
+        console.print(f"  traffic model: not available ({exc})")
+        return
+    console.print(
+        f"  traffic model ready: {flows.model.trips.total:,.0f} peak-hour trips on "
+        f"{len(flows.model.links):,} links ({time.perf_counter() - started:.1f} s)"
+    )
 
 
 class _LiveStepping:

@@ -26,11 +26,14 @@ from citytwin.store.base import (
 STORES: dict[str, str] = {
     "memory": "citytwin.store.memory:MemoryStore",
     "duckdb": "citytwin.store.duckdb_:DuckDBStore",
+    "postgresql": "citytwin.store.postgres:PostgresStore",
+    "postgres": "citytwin.store.postgres:PostgresStore",
 }
 
 
 def open_store(url: str | None = None) -> Store:
-    """Open the store a URL names: ``memory://``, ``duckdb:///path/city.duckdb``, ``duckdb://``."""
+    """Open the store a URL names: ``memory://``, ``duckdb:///path/city.duckdb``, ``duckdb://``,
+    ``postgresql://user:password@host:5432/dbname[?schema=name]`` (or ``postgres://``)."""
     url = url or DEFAULT_STORE_URL
     scheme = urlparse(url).scheme
     try:

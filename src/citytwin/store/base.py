@@ -254,7 +254,8 @@ AGGREGATE_SCHEMA = pa.schema(
 
 
 class Store(ABC):
-    """The contract. Implementations: ``memory://`` (fake), ``duckdb://`` (embedded default).
+    """The contract. Implementations: ``memory://`` (fake), ``duckdb://`` (embedded default),
+    ``postgresql://`` (production: PostgreSQL 15 + PostGIS, :mod:`citytwin.store.postgres`).
 
     Grouping keys for :meth:`aggregate`: ``"datastream"``, ``"observed_property"``, or
     ``"thing.<name>"`` for any key of the Thing's ``properties`` (e.g. ``thing.district``).
