@@ -16,7 +16,8 @@
   (:mod:`citytwin.services.traffic_model`): every modelled road link with its volume (veh/h),
   volume/capacity and congested speed, as GeoJSON lines;
 - ``GET /layers/closure?link=ID`` (repeatable) — the same model with those streets closed in both
-  directions: the links whose volume changes by at least ten vehicles an hour, each with
+  directions: the links whose volume changes by at least ten vehicles an hour and 5 % of the
+  closed street's volume, each with
   ``volume``, ``volume_after`` and ``volume_change``, the closed ones marked ``closed``, and the
   peak hour's vehicle-hours before and after.
 
@@ -223,6 +224,9 @@ def _outer(result: simulations.ReleaseResult, column: str) -> int:
 
 #: Closure changes smaller than this (veh/h) are equilibrium noise (gap 1e-4), not drawn.
 CHANGE_SHOWN = 10.0
+#: …and changes under this share of the closed street's volume are the equilibrium spreading a
+#: few vehicles over many near-equal routes: left out so the diversions stand out.
+CHANGE_SHARE = 0.05
 TRAFFIC_COLUMNS = ["link_id", "name", "road_class", "lanes", "capacity_veh_h", "volume", "vc",
                    "speed_kmh", "geometry"]  # fmt: skip
 _models_lock = threading.Lock()
@@ -278,10 +282,13 @@ def closure(
     base = base_flows(request.app, access)
     result = _traffic_models(request.app).closure(base, link)
     links = result.links
-    changed = links[(links["volume_change"].abs() >= CHANGE_SHOWN) | links["closed"]]
+    lost = float(links.loc[links["closed"], "volume"].max())
+    shown = max(CHANGE_SHOWN, CHANGE_SHARE * lost)
+    changed = links[(links["volume_change"].abs() >= shown) | links["closed"]]
     columns = [*TRAFFIC_COLUMNS[:-1], "volume_after", "vc_after", "volume_change", "closed",
                "geometry"]  # fmt: skip
     return _lines(changed, columns, {
+        "minimumChangeShown": round(shown, 1),
         "closed": sorted({str(i) for i in link}), "closedLinks": int(links["closed"].sum()),
         "vehicleHoursBase": round(result.vehicle_hours_base, 1),
         "vehicleHours": round(result.vehicle_hours, 1),
