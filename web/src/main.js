@@ -11,7 +11,7 @@ import { createMap, frame, idle, loaded, showBuildings, showDistricts, writeView
 import { refreshPanel, setUpTokenForm } from "./panel.js";
 import { armRelease } from "./release.js";
 import { loadHistory, valuesAt } from "./replay.js";
-import { armClosure, showTraffic } from "./traffic.js";
+import { armClosure, clearClosure, showTraffic } from "./traffic.js";
 import { createSensorOverlay, renderLegend, SENSOR_RADIUS_PX, showSensors } from "./sensors.js";
 
 const PANEL_REFRESH_MS = 15000;
@@ -61,7 +61,9 @@ async function drawDistribution(map) {
 
 async function drawTraffic(map) {
   state.traffic = null;
-  const shown = await showTraffic(map, $("#traffic").value === "flows", $("#traffic-legend"));
+  const visible = $("#traffic").value === "flows";
+  if (!visible) clearClosure(map); // turning traffic off ends the closure scenario too
+  const shown = await showTraffic(map, visible, $("#traffic-legend"));
   await idle(map);
   state.traffic = shown ?? { links: 0 };
 }

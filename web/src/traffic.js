@@ -11,6 +11,7 @@ const CHANGES = "closure";
 export const VC_COLOURS = [[0, "#1a9850"], [0.5, "#fee08b"], [0.8, "#fc8d59"], [1, "#d73027"]];
 const CHANGE_COLOURS = [-500, "#2166ac", -50, "#92c5de", 0, "#f7f7f7", 50, "#f4a582", 500, "#b2182b"];
 const HIT_PX = 6;
+const FLOW_OPACITY = ["case", [">=", ["get", "volume"], 1], 0.95, 0.25]; // unused roads faint
 
 let flows = null; // the last /layers/traffic answer, fetched once per page
 let armed = false; // a click is awaited: a second press of the button waits for the same one
@@ -29,7 +30,7 @@ export async function showTraffic(map, visible, legendElement) {
       paint: {
         "line-color": ["step", ["get", "vc"], ...VC_COLOURS.flat().slice(1)],
         "line-width": byZoom(["interpolate", ["linear"], ["get", "volume"], 0, 0.5, 1000, 2, 5000, 6]),
-        "line-opacity": ["case", [">=", ["get", "volume"], 1], 0.95, 0.25],
+        "line-opacity": FLOW_OPACITY,
       } });
   }
   setVisible(map, [`${FLOWS}-lines`], true);
@@ -100,6 +101,8 @@ function describe(link, result) {
 }
 
 function drawChanges(map, collection) {
+  // the flows fade behind the changes: both use red, for congestion and for added traffic
+  map.setPaintProperty(`${FLOWS}-lines`, "line-opacity", 0.15);
   const source = map.getSource(CHANGES);
   if (source) return source.setData(collection);
   map.addSource(CHANGES, { type: "geojson", data: collection });
@@ -115,6 +118,9 @@ function drawChanges(map, collection) {
 }
 
 export function clearClosure(map) {
+  if (map.getLayer(`${FLOWS}-lines`)) {
+    map.setPaintProperty(`${FLOWS}-lines`, "line-opacity", FLOW_OPACITY);
+  }
   for (const id of [`${CHANGES}-closed`, `${CHANGES}-lines`]) if (map.getLayer(id)) map.removeLayer(id);
   if (map.getSource(CHANGES)) map.removeSource(CHANGES);
 }
