@@ -54,5 +54,13 @@ class StoreError(CitytwinError):
     """The store refused an operation."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached right now (a server restart, a failover, an idle timeout).
+
+    Transient: the same call may succeed later, and every write is idempotent, so callers may
+    retry it (:func:`citytwin.ingest.retry.call_with_retry` does, then gives up with one).
+    """
+
+
 class IdentityConflictError(StoreError):
     """Two different natural keys hash to the same identifier (astronomically rare)."""

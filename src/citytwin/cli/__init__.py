@@ -294,9 +294,11 @@ def _ingest_with_progress(
         def advance(done: int, total: int, name: str) -> None:
             progress.update(task, completed=done, total=total, description=f"{feed}: {name}")
 
-        report = ingest_paths(
-            feed, files, settings, options=options, on_progress=advance, debug=cli_state["debug"]
-        )
+        with domain_errors():  # a store still unreachable after the retries: one red line
+            report = ingest_paths(
+                feed, files, settings, options=options, on_progress=advance,
+                debug=cli_state["debug"],
+            )  # fmt: skip
     _print_report(report)
     return report
 

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from citytwin.bus.base import Bus, observations_topic
 from citytwin.ingest.base import FeedBatch, Readings, SensorSpec, ThingSpec
 from citytwin.ingest.qc import check_quality, sort_readings
+from citytwin.ingest.retry import RetryPolicy, call_with_retry
 from citytwin.ingest.source import Reject
 from citytwin.model.geojson import Point
 from citytwin.model.quality import Flag
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 SLAB_VALUES = 1_500_000  # observations per frame written: writing one overlaps building the next
 WRITE_QUEUE_DEPTH = 2  # store jobs waiting for the writer thread: bounds the memory in flight
 T = TypeVar("T", bound=np.generic)
+R = TypeVar("R")
 
 
 @dataclass
@@ -111,13 +113,23 @@ class Ingestor:
     frame that mixes new and already-stored rows re-announces the old ones too; their identity
     (datastream, time) is unchanged, so consumers treat messages as idempotent upserts. A frame
     of duplicates only is not announced.
+
+    Every store call goes through :meth:`retrying`: when the store's server went away for a
+    moment (:class:`~citytwin.errors.StoreUnavailableError`), the same idempotent call is made
+    again with backoff, as ``retry`` says (:mod:`citytwin.ingest.retry`).
     """
 
     def __init__(
-        self, store: Store, *, now: Callable[[], datetime] | None = None, bus: Bus | None = None
+        self,
+        store: Store,
+        *,
+        now: Callable[[], datetime] | None = None,
+        bus: Bus | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
+        self.retry = retry or RetryPolicy()
         self._now = now or (lambda: datetime.now(UTC))
         self._registered: set[tuple[str, int]] = set()
         self._stream_ids: dict[tuple[str, str], int] = {}  # (thing key, property) -> id
@@ -145,13 +157,23 @@ class Ingestor:
         summary.notes = [f"{batch.source}: {note}" for note in batch.notes]
         return PreparedBatch(batch, readings, [*batch.rejects, *conflicts], summary, self)
 
+    def retrying(self, call: Callable[[], R], *, what: str) -> R:
+        """``call()`` (store work), made again after a transient store error (see the class)."""
+        return call_with_retry(call, store=self.store, what=what, policy=self.retry)
+
     def register(self, work: PreparedBatch) -> None:
         """Register the entities the batch needs (before any of its observations)."""
-        self._register(work.batch, work.readings)
+        self.retrying(
+            lambda: self._register(work.batch, work.readings),
+            what=f"registering the entities of {_describe(work.batch)}",
+        )
 
     def store_frame(self, work: PreparedBatch, frame: ObservationFrame) -> None:
         """Write one of the batch's frames; count what the store did with it."""
-        result = self.store.write_observations(frame)
+        result = self.retrying(
+            lambda: self.store.write_observations(frame),
+            what=f"writing {_describe_frame(frame)} of {_describe(work.batch)}",
+        )
         if self.bus is not None and result.inserted:
             self.bus.publish(observations_topic(work.batch.feed), frame)
         work.summary.stored += result.inserted
@@ -161,10 +183,12 @@ class Ingestor:
     def commit(self, work: PreparedBatch) -> FeedSummary:
         """Quarantine the batch's rejects once all its frames are written; its final summary."""
         batch = work.batch
-        self.store.write_quarantine(
-            [QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason)
-             for r in work.rejects]
-        )  # fmt: skip
+        records = [QuarantineRecord(batch.feed, batch.source, r.line, r.raw, r.reason)
+                   for r in work.rejects]  # fmt: skip
+        self.retrying(
+            lambda: self.store.write_quarantine(records),
+            what=f"quarantining {len(records)} records of {_describe(batch)}",
+        )
         work.summary.quarantined = len(work.rejects)
         return work.summary
 
@@ -275,6 +299,21 @@ class PreparedBatch:
         ids = self.ingestor.datastream_ids(readings)
         for rows in _time_slabs(readings, SLAB_VALUES):
             yield _to_frame(readings, flags, ids, rows)
+
+
+def _describe(batch: FeedBatch) -> str:
+    """The batch in a log line or an error: feed, source and size."""
+    return f"the {batch.feed} batch of {len(batch.readings):,} rows from {batch.source}"
+
+
+def _describe_frame(frame: ObservationFrame) -> str:
+    """The frame in a log line or an error: size and time span (UTC, to the minute)."""
+    if not len(frame):
+        return "0 observations"
+    times = frame.phenomenon_time
+    lo, hi = (np.datetime64(int(t), "us") for t in (times.min(), times.max()))
+    span = np.datetime_as_string(np.array([lo, hi]), unit="m")
+    return f"{len(frame):,} observations ({span[0]}Z to {span[1]}Z)"
 
 
 def _sensor(spec: SensorSpec) -> Sensor:

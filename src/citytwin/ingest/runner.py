@@ -1,7 +1,9 @@
 """Run a feed over files: what the CLI and the demo call.
 
 One bad file never stops the others: a file that cannot be read at all is reported in
-``IngestReport.failed`` and quarantined as a whole-file record with its reason.
+``IngestReport.failed`` and quarantined as a whole-file record with its reason. A store that
+stays unreachable through the pipeline's retries (:mod:`citytwin.ingest.retry`) is not a bad
+file: it stops the run with its :class:`~citytwin.errors.StoreUnavailableError`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from citytwin.errors import CitytwinError
 from citytwin.ingest import read_feed
 from citytwin.ingest.base import FeedBatch
 from citytwin.ingest.pipeline import FeedSummary, Ingestor, IngestReport, ingest, sources_in
-from citytwin.store import QuarantineRecord, Store, open_store
+from citytwin.ingest.retry import is_transient
+from citytwin.store import QuarantineRecord, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -67,20 +70,23 @@ def ingest_paths(
                 ).feeds.values():
                     report.add(summary)
             except CitytwinError as exc:
-                if debug:
+                if debug or is_transient(exc):
                     raise
-                _fail(report, store, feed, path, str(exc))
+                _fail(report, ingestor, feed, path, str(exc))
             except Exception as exc:  # a reader bug must not hide the other files' results
                 if debug:
                     raise
                 logger.exception("unexpected error reading %s", path)
-                _fail(report, store, feed, path, f"unexpected {type(exc).__name__}: {exc}")
+                _fail(report, ingestor, feed, path, f"unexpected {type(exc).__name__}: {exc}")
             finished += sizes[path]
         if on_progress:
             on_progress(finished, total, "done")
     return report
 
 
-def _fail(report: IngestReport, store: Store, feed: str, path: str, reason: str) -> None:
+def _fail(report: IngestReport, ingestor: Ingestor, feed: str, path: str, reason: str) -> None:
     report.failed.append((path, reason))
-    store.write_quarantine([QuarantineRecord(feed, path, None, "", f"file not ingested: {reason}")])
+    record = QuarantineRecord(feed, path, None, "", f"file not ingested: {reason}")
+    ingestor.retrying(
+        lambda: ingestor.store.write_quarantine([record]), what=f"quarantining file {path}"
+    )

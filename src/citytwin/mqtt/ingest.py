@@ -18,6 +18,11 @@ Durability, in the order things happen:
 4. A lost connection is retried with exponential backoff (``backoff_min_s`` doubling to
    ``backoff_max_s``, reset once connected); what was gathered but not acknowledged is written
    (it may be the only copy if the broker died before saving it) and arrives again later.
+5. A store whose server went away for a moment (a PostgreSQL restart) fails a write with a
+   transient store error; the ingest pipeline makes the same idempotent write again with
+   backoff (:mod:`citytwin.ingest.retry`) before the batch is acknowledged. A store still gone
+   after the last try ends the run with an error naming it; the unacknowledged messages stay
+   queued on the broker for the next run.
 
 A run ends on ``stop`` (the CLI sets it on SIGINT/SIGTERM), after ``max_messages`` or after
 ``idle_exit_s`` without a message: the last batch is flushed and acknowledged, then the client
@@ -220,7 +225,10 @@ class MqttIngest:
             if good:
                 self._write(build_batch(good, self._book, source=self.broker_url, raw=raw))
             if bad:
-                self.store.write_quarantine(bad)
+                self._ingestor.retrying(
+                    lambda: self.store.write_quarantine(bad),
+                    what=f"quarantining {len(bad)} bad messages from {self.broker_url}",
+                )
         self.summary.quarantined += len(bad)
         if session is not None:
             acks = [m.packet_id for m in pending if m.qos]

@@ -31,7 +31,11 @@ from numpy.typing import NDArray
 from psycopg import sql
 
 from citytwin.config import redact
-from citytwin.errors import ConfigurationError, IdentityConflictError, StoreError
+from citytwin.errors import (
+    ConfigurationError,
+    IdentityConflictError,
+    StoreUnavailableError,
+)
 from citytwin.model.sensing import Entity
 from citytwin.store.base import (
     AGGREGATE_SCHEMA,
@@ -68,26 +72,32 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+class SessionLostError(StoreUnavailableError):
+    """The server ended the session or cannot be reached right now (restart, failover, idle
+    timeout); the next call reconnects."""
+
+
 def _guarded(
     method: Callable[Concatenate[PostgresStore, P], R],
 ) -> Callable[Concatenate[PostgresStore, P], R]:
-    """Reconnect first when the connection broke; report a lost server as a StoreError.
+    """Reconnect first when the connection broke; report a lost server as a
+    :class:`SessionLostError`.
 
     A long-running service outlives server restarts and failovers: the call that meets the
-    broken connection fails (its transaction is gone), the next one reconnects. Writes are
-    idempotent, so retrying the failed one is safe.
+    broken connection fails (its transaction is gone), the next one reconnects — and fails the
+    same way while the server is still down.
     """
 
     @functools.wraps(method)
     def guarded(store: PostgresStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if store._con.broken:
-            logger.warning("reconnecting to the PostgreSQL store %s", store.url)
-            store._connect()
         try:
+            if store._lost or store._con.broken:
+                logger.warning("reconnecting to the PostgreSQL store %s", store.url)
+                store._connect()
             return method(store, *args, **kwargs)
         except psycopg.OperationalError as exc:
-            raise StoreError(
-                f"PostgreSQL store {store.url}: {str(exc).strip()}; the server ended the "
+            raise SessionLostError(
+                f"PostgreSQL store {store.url}: {' '.join(str(exc).split())}; the server ended the "
                 "session or went away (restart, failover, timeout); the next call reconnects, "
                 "and retrying a write is safe (writes are idempotent)"
             ) from exc
@@ -101,25 +111,37 @@ class PostgresStore(Store):
     scheme: ClassVar[str] = "postgresql"
     persistent: ClassVar[bool] = True
     spatial: ClassVar[bool] = True
+    _con: psycopg.Connection[Any]
 
     def __init__(self, url: str) -> None:
         self._conninfo, self._schema = split_url(url)
         self.url = redact(url)
-        self._connect()
-
-    def _connect(self) -> None:
         try:
-            self._con = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+            self._connect()
         except psycopg.Error as exc:
             raise ConfigurationError(
                 f"cannot connect to the PostgreSQL store {self.url}: {str(exc).strip()}; "
                 "check that the server is running and accepts connections there, and the user, "
                 "password and database name (scripts/postgres.sh start DIR runs a test server)"
             ) from None
-        self._con.execute("SET client_min_messages = warning")
-        self._con.execute("SET TIME ZONE 'UTC'")
-        self._create_schema(self._schema)
+
+    def _connect(self) -> None:
+        """Open the connection and prepare its session; until that succeeded, ``_lost`` stays
+        set, so that the next guarded call tries again (a half-prepared session would write
+        into the wrong schema)."""
+        self._lost = True
+        if hasattr(self, "_con"):
+            self._con.close()  # the broken one: free its socket
+        self._con = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=10)
+        try:
+            self._con.execute("SET client_min_messages = warning")
+            self._con.execute("SET TIME ZONE 'UTC'")
+            self._create_schema(self._schema)
+        except BaseException:
+            self._con.close()
+            raise
         self._observations = ObservationTable(self._con)
+        self._lost = False
 
     @classmethod
     def from_url(cls, url: str) -> Self:
