@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -44,12 +43,6 @@ from citytwin.errors import ConfigurationError, IdentityConflictError, StoreErro
 from citytwin.model.sensing import (
     Datastream,
     Entity,
-    FeatureOfInterest,
-    HistoricalLocation,
-    Location,
-    ObservedProperty,
-    Sensor,
-    Thing,
 )
 from citytwin.store.base import (
     AGGREGATE_SCHEMA,
@@ -69,6 +62,7 @@ from citytwin.store.base import (
     from_micros,
     to_micros,
 )
+from citytwin.store.entities import ENTITY_TABLES, ColumnKind, EntityTable, create_table
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -91,60 +85,10 @@ def spatial_extension_path() -> Path:
     return found[0]
 
 
-@dataclass(frozen=True)
-class _Table:
-    name: str
-    columns: dict[str, tuple[str, Callable[[Any], Any]]]  # extra column -> (SQL type, getter)
-
-
-def _prop(name: str) -> Callable[[Any], Any]:
-    return lambda e: e.properties.get(name)
-
-
-_TABLES: dict[type[Entity], _Table] = {
-    Thing: _Table(
-        "things",
-        {
-            "feed": ("VARCHAR", _prop("feed")),
-            "properties": ("JSON", lambda e: json.dumps(e.properties)),
-        },
-    ),
-    Location: _Table(
-        "locations",
-        {
-            "thing_id": ("BIGINT", lambda e: e.thing_id),
-            "geojson": ("JSON", lambda e: e.location.model_dump_json()),
-        },
-    ),
-    HistoricalLocation: _Table(
-        "historical_locations",
-        {
-            "thing_id": ("BIGINT", lambda e: e.thing_id),
-            "location_id": ("BIGINT", lambda e: e.location_id),
-        },
-    ),
-    Sensor: _Table("sensors", {}),
-    ObservedProperty: _Table("observed_properties", {}),
-    Datastream: _Table(
-        "datastreams",
-        {
-            "thing_id": ("BIGINT", lambda e: e.thing_id),
-            "sensor_id": ("BIGINT", lambda e: e.sensor_id),
-            "observed_property_id": ("BIGINT", lambda e: e.observed_property_id),
-            "feed": ("VARCHAR", _prop("feed")),
-            "observed_property": ("VARCHAR", _prop("observedProperty")),
-        },
-    ),
-    FeatureOfInterest: _Table("features_of_interest", {}),
-}
+_TYPES: dict[ColumnKind, str] = {"bigint": "BIGINT", "text": "VARCHAR", "json": "JSON"}
 
 _DDL = [
-    *(
-        f"CREATE TABLE IF NOT EXISTS {t.name} (id BIGINT PRIMARY KEY, key VARCHAR, doc JSON"
-        + "".join(f", {c} {sql}" for c, (sql, _) in t.columns.items())
-        + ")"
-        for t in _TABLES.values()
-    ),
+    *(create_table(t, _TYPES) for t in ENTITY_TABLES.values()),
     # phenomenon_time holds UTC; identity (datastream_id, phenomenon_time) is kept by anti-join
     """CREATE TABLE IF NOT EXISTS observations (
         datastream_id BIGINT NOT NULL, phenomenon_time TIMESTAMP NOT NULL,
@@ -287,19 +231,10 @@ class DuckDBStore(Store):
         for entity in entities:
             by_kind.setdefault(type(entity), []).append(entity)
         for kind, items in by_kind.items():
-            self._upsert(_TABLES[kind], items)
+            self._upsert(ENTITY_TABLES[kind], items)
 
-    def _upsert(self, table: _Table, items: list[Entity]) -> None:
-        if any(e.id is None for e in items):
-            raise ValueError(f"{table.name}: every entity needs an id or a key")
-        unique = list({e.id: e for e in items}.values())
-        data: dict[str, list[Any]] = {
-            "id": [e.id for e in unique],
-            "key": [e.key for e in unique],
-            "doc": [e.model_dump_json() for e in unique],
-        }
-        for column, (_, getter) in table.columns.items():
-            data[column] = [getter(e) for e in unique]
+    def _upsert(self, table: EntityTable, items: list[Entity]) -> None:
+        data = table.rows(items)
         self._con.register("batch", pa.table(data))
         clash = self._con.execute(
             f"SELECT t.id, t.key, b.key FROM {table.name} t JOIN batch b USING (id) "
@@ -318,7 +253,7 @@ class DuckDBStore(Store):
         self._con.unregister("batch")
 
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
-        table = _TABLES[kind].name
+        table = ENTITY_TABLES[kind].name
         if ids is None:
             sql = f"SELECT doc FROM {table} ORDER BY id"
         elif len(few := _few(ids)) == 1:
@@ -337,7 +272,7 @@ class DuckDBStore(Store):
                 self._horizon.pop(int(gone), None)
         self._register_ids(ids)
         return self._count(
-            f"DELETE FROM {_TABLES[kind].name} WHERE id IN (SELECT id FROM id_filter)"
+            f"DELETE FROM {ENTITY_TABLES[kind].name} WHERE id IN (SELECT id FROM id_filter)"
         )
 
     def _count(self, sql: str) -> int:

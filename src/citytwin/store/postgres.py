@@ -51,14 +51,13 @@ from citytwin.store.base import (
     check_group_key,
     check_observation_selection,
 )
+from citytwin.store.entities import ENTITY_TABLES, EntityTable
 from citytwin.store.postgres_features import layer_sizes, read_features, write_features
 from citytwin.store.postgres_observations import ObservationTable
 from citytwin.store.postgres_sql import (
     DDL,
-    ENTITY_TABLES,
     SCHEMA_VERSION,
     STAGING_DDL,
-    EntityTable,
     aggregate_query,
     lock_ddl,
     naive_utc,
@@ -199,11 +198,8 @@ class PostgresStore(Store):
             self._upsert(ENTITY_TABLES[kind], items)
 
     def _upsert(self, table: EntityTable, items: list[Entity]) -> None:
-        if any(e.id is None for e in items):
-            raise ValueError(f"{table.name}: every entity needs an id or a key")
-        unique = list({e.id: e for e in items}.values())
-        columns = ["id", "key", "doc", *table.columns]
-        getters = [getter for _, getter in table.columns.values()]
+        data = table.rows(items)
+        columns = list(data)
         name = sql.Identifier(table.name)
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
         with self._con.transaction():
@@ -213,8 +209,8 @@ class PostgresStore(Store):
             with self._con.cursor().copy(
                 sql.SQL("COPY staged_entities ({}) FROM STDIN").format(names)
             ) as copy:
-                for e in unique:
-                    copy.write_row([e.id, e.key, e.model_dump_json(), *(g(e) for g in getters)])
+                for row in zip(*data.values(), strict=True):
+                    copy.write_row(row)
             clash = self._con.execute(
                 sql.SQL(
                     "SELECT t.id, t.key, s.key FROM {} t JOIN staged_entities s USING (id) "

@@ -13,10 +13,8 @@ has the same width and a whole frame is one numpy structured array: encoding a m
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
@@ -27,17 +25,8 @@ from numpy.typing import NDArray
 
 from citytwin.config import redact
 from citytwin.errors import ConfigurationError, StoreError, ValidationError
-from citytwin.model.sensing import (
-    Datastream,
-    Entity,
-    FeatureOfInterest,
-    HistoricalLocation,
-    Location,
-    ObservedProperty,
-    Sensor,
-    Thing,
-)
 from citytwin.store.base import ObservationFrame, first_of_identity, to_micros
+from citytwin.store.entities import ENTITY_TABLES, ColumnKind, create_table
 
 SCHEMA_VERSION = 1
 PG_EPOCH_MICROS = 946_684_800_000_000  # 2000-01-01T00:00:00Z in µs since the Unix epoch
@@ -75,65 +64,12 @@ def split_url(url: str) -> tuple[str, str | None]:
 
 
 # -- schema -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EntityTable:
-    """Where one STA entity kind lives: the JSON document plus the columns queries need."""
-
-    name: str
-    columns: dict[str, tuple[str, Callable[[Any], Any]]]  # extra column -> (SQL type, getter)
-
-
-def _prop(name: str) -> Callable[[Any], Any]:
-    return lambda e: e.properties.get(name)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-ENTITY_TABLES: dict[type[Entity], EntityTable] = {
-    Thing: EntityTable(
-        "things",
-        {"feed": ("text", _prop("feed")), "properties": ("jsonb", lambda e: _json(e.properties))},
-    ),
-    Location: EntityTable(
-        "locations",
-        {
-            "thing_id": ("bigint", lambda e: e.thing_id),
-            "geojson": ("jsonb", lambda e: e.location.model_dump_json()),
-        },
-    ),
-    HistoricalLocation: EntityTable(
-        "historical_locations",
-        {
-            "thing_id": ("bigint", lambda e: e.thing_id),
-            "location_id": ("bigint", lambda e: e.location_id),
-        },
-    ),
-    Sensor: EntityTable("sensors", {}),
-    ObservedProperty: EntityTable("observed_properties", {}),
-    Datastream: EntityTable(
-        "datastreams",
-        {
-            "thing_id": ("bigint", lambda e: e.thing_id),
-            "sensor_id": ("bigint", lambda e: e.sensor_id),
-            "observed_property_id": ("bigint", lambda e: e.observed_property_id),
-            "feed": ("text", _prop("feed")),
-            "observed_property": ("text", _prop("observedProperty")),
-        },
-    ),
-    FeatureOfInterest: EntityTable("features_of_interest", {}),
-}
+PG_TYPES: dict[ColumnKind, str] = {"bigint": "bigint", "text": "text", "json": "jsonb"}
 
 # The documents are `json` (text kept as written: they are read back whole by pydantic);
 # `properties` is `jsonb` because aggregate() groups by its keys.
 DDL: list[str] = [
-    *(
-        f"CREATE TABLE IF NOT EXISTS {t.name} (id bigint PRIMARY KEY, key text, doc json NOT NULL"
-        + "".join(f", {c} {sql}" for c, (sql, _) in t.columns.items())
-        + ")"
-        for t in ENTITY_TABLES.values()
-    ),
+    *(create_table(t, PG_TYPES, doc_type="json") for t in ENTITY_TABLES.values()),
     # identity (datastream, time) is the primary key: ON CONFLICT DO NOTHING keeps writes
     # idempotent. Monthly partitions are created on demand (see partition_ddl); the DEFAULT
     # partition catches what no month holds. BRIN on time: rows arrive roughly in time order,
