@@ -151,3 +151,32 @@ def postgres_schema_url(postgres_url: str) -> Iterator[str]:
     yield f"{postgres_url}?schema={schema}"
     with psycopg.connect(postgres_url, autocommit=True) as con:
         con.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+# -- emulated feeds -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sdot_days(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """``sdot_days(n)``: a folder of ``n`` emulated S-DoT 2020-format days (200 sensors, 6 hours
+    of 2-minute rows each, with the emulator's faults: bad cells, gaps, duplicates; about 0.2 M
+    observations a day), written once per session for each ``n``."""
+    from datetime import datetime
+
+    from citytwin.emulator import load_sites, write_sdot_2020
+
+    folders: dict[int, Path] = {}
+
+    def make(days: int) -> Path:
+        if days not in folders:
+            folder = tmp_path_factory.mktemp(f"sdot{days}")
+            sites = load_sites(None, 200, seed=3)
+            for day in range(days):
+                write_sdot_2020(
+                    folder / f"ALLDATA_202003{10 + day}.csv", sites, datetime(2020, 3, 10 + day),
+                    6, seed=day,
+                )  # fmt: skip
+            folders[days] = folder
+        return folders[days]
+
+    return make

@@ -18,34 +18,23 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from citytwin.emulator import load_sites, write_sdot_2020
 from citytwin.store import open_store
 
 FILES = 6
-SENSORS = 200
-HOURS = 6
 KILL_AT = (0.3, 0.65)  # shares of a clean run's final store size at which to SIGKILL
 RUN_TIMEOUT_S = 40.0
 
 
 @pytest.fixture(scope="module")
-def sdot_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Six emulated S-DoT days (200 sensors, 2-minute rows, with the emulator's usual faults:
-    bad cells, gaps, duplicates), about 25 MB."""
-    folder = tmp_path_factory.mktemp("sdot")
-    sites = load_sites(None, SENSORS, seed=3)
-    for day in range(FILES):
-        write_sdot_2020(
-            folder / f"ALLDATA_202003{10 + day}.csv", sites, datetime(2020, 3, 10 + day), HOURS,
-            seed=day,
-        )  # fmt: skip
-    return folder
+def sdot_folder(sdot_days: Callable[[int], Path]) -> Path:
+    """Six emulated S-DoT days (tests/conftest.py)."""
+    return sdot_days(FILES)
 
 
 def _command(folder: Path, store: Path) -> list[str]:

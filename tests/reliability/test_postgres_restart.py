@@ -20,14 +20,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from citytwin.emulator import load_sites, write_sdot_2020
 from citytwin.errors import StoreUnavailableError
 from citytwin.ingest import read_feed
 from citytwin.ingest.base import FeedBatch
@@ -41,8 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 FILES = 4
-SENSORS = 200
-HOURS = 6
 RESTART_AT = (0.3, 0.65)  # shares of a clean run's observations at which the server restarts
 RUN_TIMEOUT_S = 90.0
 
@@ -73,17 +69,9 @@ def server() -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture(scope="module")
-def sdot_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four emulated S-DoT days (200 sensors, 2-minute rows, with the emulator's faults: bad
-    cells, gaps, duplicates): about 0.9 M observations, several seconds of ingest."""
-    folder = tmp_path_factory.mktemp("sdot")
-    sites = load_sites(None, SENSORS, seed=3)
-    for day in range(FILES):
-        write_sdot_2020(
-            folder / f"ALLDATA_202003{10 + day}.csv", sites, datetime(2020, 3, 10 + day), HOURS,
-            seed=day,
-        )  # fmt: skip
-    return folder
+def sdot_folder(sdot_days: Callable[[int], Path]) -> Path:
+    """Four emulated S-DoT days (tests/conftest.py)."""
+    return sdot_days(FILES)
 
 
 def _restart(directory: Path) -> None:
