@@ -1,0 +1,139 @@
+"""The ingest's array work between parsing and storing: duplicate rows in a batch, time slabs,
+and the unpivot of wide readings into a long :class:`~citytwin.store.base.ObservationFrame`.
+
+Pure numpy on :class:`~citytwin.ingest.base.Readings` (no store, no threads), so
+:mod:`citytwin.ingest.pipeline` keeps only the orchestration.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from citytwin.ingest.base import Readings
+from citytwin.ingest.source import Reject
+from citytwin.model.quality import Flag
+from citytwin.store.base import ObservationFrame
+
+T = TypeVar("T", bound=np.generic)
+
+
+def settle_duplicates(
+    readings: Readings, line_text: Callable[[int], str] | None
+) -> tuple[Readings, int, list[Reject]]:
+    """Same (thing, time) twice in one batch: identical rows are duplicates; differing rows
+    are quarantined (the first one stays, flagged DUPLICATE)."""
+    same = np.r_[
+        False,
+        (readings.thing_index[1:] == readings.thing_index[:-1])
+        & (readings.time[1:] == readings.time[:-1]),
+    ]
+    if not same.any():
+        return readings, 0, []
+    group_first = np.maximum.accumulate(np.where(~same, np.arange(len(same)), 0))
+    differs = np.zeros(len(same), bool)
+    for values in readings.values.values():
+        a, b = values, values[group_first]
+        differs |= ~((a == b) | (np.isnan(a) & np.isnan(b)))
+    identical = same & ~differs
+    conflict = same & differs
+    duplicate_values = sum(
+        int(np.count_nonzero(~np.isnan(v[identical]))) for v in readings.values.values()
+    )
+    rejects = [
+        Reject(
+            int(readings.line[i]),
+            line_text(int(readings.line[i])) if line_text else "",
+            f"same sensor and time as line {int(readings.line[group_first[i]])} "
+            "but different values; the first is kept",
+        )
+        for i in np.flatnonzero(conflict)
+    ]
+    flagged_first = np.zeros(len(same), bool)
+    flagged_first[group_first[conflict]] = True
+    kept = readings.take(~same)
+    if flagged_first.any():
+        kept.source_flags = dict(kept.source_flags)
+        kept.source_flags["__duplicate__"] = flagged_first[~same]
+    return kept, duplicate_values, rejects
+
+
+def time_slabs(readings: Readings, slab_values: int) -> Iterator[NDArray[np.intp] | None]:
+    """Rows of each time slab (``None``: all rows), for slabs of about ``slab_values`` values.
+
+    Slabs are cut at instants, so their time spans are disjoint: no slab repeats an identity of
+    another, and a store that checks identities within a write's time span (DuckDB) finds none
+    of the rows the batch's earlier slabs wrote there, which keeps each write a plain append.
+    """
+    count = -(-len(readings) * len(readings.values) // max(slab_values, 1))
+    if count <= 1:
+        yield None
+        return
+    cuts = np.unique(np.quantile(readings.time, np.arange(1, count) / count, method="lower"))
+    slab = np.searchsorted(cuts, readings.time, side="right")
+    order = np.argsort(slab.astype(np.uint8 if count < 256 else np.uint32), kind="stable")
+    bounds = np.searchsorted(slab[order], np.arange(len(cuts) + 2))
+    for lo, hi in itertools.pairwise(bounds.tolist()):
+        if hi > lo:
+            yield order[lo:hi]  # stable: still ordered by (thing, time)
+
+
+def to_frame(
+    readings: Readings,
+    flags: dict[str, NDArray[np.int32]],
+    ids: dict[str, NDArray[np.int64]],
+    rows: NDArray[np.intp] | None = None,
+) -> ObservationFrame:
+    """Unpivot wide readings (``rows`` of them, default all) into one long frame, property by
+    property (each part stays grouped by datastream and ordered by time, which lets the store
+    skip a sort)."""
+
+    def pick(column: NDArray[T]) -> NDArray[T]:
+        return column if rows is None else column[rows]
+
+    thing, time = pick(readings.thing_index), pick(readings.time)
+    duplicate = readings.source_flags.get("__duplicate__")
+    duplicate_bits = (
+        None
+        if duplicate is None
+        else np.where(pick(duplicate), np.int32(Flag.DUPLICATE), np.int32(0))
+    )
+    values = {key: pick(v) for key, v in readings.values.items()}
+    kept = {key: present_rows(v) for key, v in values.items()}
+    total = sum(len(values[key]) if index is None else len(index) for key, index in kept.items())
+    out = ObservationFrame(
+        np.empty(total, np.int64),
+        np.empty(total, np.int64),
+        np.empty(total, np.float64),
+        np.empty(total, np.int32),
+    )
+    start = 0
+    for key, column in values.items():
+        index = kept[key]
+        end = start + (len(column) if index is None else len(index))
+        part = slice(start, end)
+        quality = pick(flags[key])
+        if duplicate_bits is not None:
+            quality = quality | duplicate_bits
+        if index is None:
+            np.take(ids[key], thing, out=out.datastream_id[part])
+            out.phenomenon_time[part] = time
+            out.result[part] = column
+            out.quality[part] = quality
+        else:
+            np.take(ids[key], thing[index], out=out.datastream_id[part])
+            np.take(time, index, out=out.phenomenon_time[part])
+            np.take(column, index, out=out.result[part])
+            np.take(quality, index, out=out.quality[part])
+        start = end
+    return out
+
+
+def present_rows(values: NDArray[np.float64]) -> NDArray[np.intp] | None:
+    """Indices of the non-NaN values, or ``None`` when all are present."""
+    missing = np.isnan(values)
+    return np.flatnonzero(~missing) if missing.any() else None
