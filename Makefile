@@ -58,6 +58,7 @@ bench: install  ## benchmarks: each prints its figure, a same-run baseline and t
 	$(BIN)/python bench/control.py
 	$(BIN)/python bench/pg_ingest.py
 	$(BIN)/python bench/rollup.py
+	$(BIN)/python bench/load.py  # 11 min: 10x S-DoT through mosquitto and PostgreSQL
 
 clean:
 	rm -rf $(VENV) demo-data .pytest_cache .mypy_cache .ruff_cache bench/out node_modules \
