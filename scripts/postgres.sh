@@ -8,7 +8,8 @@
 #
 # Durability is off (fsync, synchronous_commit, full_page_writes): never use this for real data.
 # As root, the server runs as the `postgres` OS user (initdb refuses root) and DIR is chowned to it.
-# PG_BIN overrides where the server binaries are (default: /usr/lib/postgresql/15/bin).
+# PG_BIN overrides where the server binaries are (default: /usr/lib/postgresql/15/bin);
+# PG_OPTIONS adds server settings, e.g. PG_OPTIONS="-c shared_buffers=4GB" for a load test.
 set -euo pipefail
 
 usage() { echo "usage: $0 start|stop|url DIR" >&2; exit 2; }
@@ -55,7 +56,8 @@ start() {
   free_port >"$dir/port"
   as_owner "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start -o \
     "-p $(cat "$dir/port") -k $dir -c listen_addresses=127.0.0.1 -c fsync=off \
-     -c synchronous_commit=off -c full_page_writes=off -c max_connections=50" >/dev/null ||
+     -c synchronous_commit=off -c full_page_writes=off -c max_connections=50 ${PG_OPTIONS:-}" \
+    >/dev/null ||
     { tail -n 20 "$dir/server.log" >&2; exit 1; }
   local psql=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$(cat "$dir/port")"
               -U "$(cat "$dir/user")")
