@@ -223,7 +223,7 @@ def available_models() -> dict[str, frozenset[str]]:
     scenario models (:data:`citytwin.simulate.scenario.MODELS`).
 
     >>> sorted(available_models()["simulation"])
-    ['assignment', 'flood', 'plume', 'release', 'sunlight']
+    ['assignment', 'city-traffic', 'flood', 'plume', 'release', 'sunlight']
     """
     from citytwin.simulate.scenario import MODELS
 
