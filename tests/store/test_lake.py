@@ -282,3 +282,41 @@ def test_cli_krige_writes_one_geotiff_per_mapped_hour(store: Store, tmp_path: Pa
     with rasterio.open(tmp_path / "maps" / "pm25-20200316T11.tif") as tif:
         mean = tif.read(1)
     assert_allclose(mean, embedded.mean.astype(np.float32), rtol=1e-6)  # float32 bands
+
+
+@pytest.mark.parametrize("dropped_share", [0.0, 0.01, 0.3, 1.0])
+def test_run_fold_equals_a_grouped_reference(dropped_share: float) -> None:
+    """The fold that refolds only runs holding a left-out row (sparse) or every run (dense) gives
+    pandas' grouped sum/count/min/max of the kept rows, NaN readings included."""
+    import pandas as pd
+
+    from citytwin.store.lake_dask import _fold_runs
+
+    rng = np.random.default_rng(11)
+    rows = 5_000
+    ds = np.sort(rng.integers(0, 40, rows))
+    bucket = np.sort(rng.integers(0, 6, rows)) % 3  # runs of equal (ds, bucket), some repeated
+    value = np.round(rng.normal(30, 8, rows), 1)
+    value[rng.random(rows) < 0.01] = np.nan
+    keep = rng.random(rows) >= dropped_share
+    runs = _fold_runs(ds, bucket, value, keep)
+    starts = np.flatnonzero(np.r_[True, (ds[1:] != ds[:-1]) | (bucket[1:] != bucket[:-1])])
+    run = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, rows)))
+    frame = pd.DataFrame({"run": run, "value": np.where(keep, value, np.nan), "keep": keep})
+    kept = frame[frame["keep"]].groupby("run")["value"]
+    expected = pd.DataFrame(index=pd.RangeIndex(len(starts)))
+    expected["count"] = frame.groupby("run")["keep"].sum()
+    expected["sum"] = kept.sum(min_count=1).reindex(expected.index).fillna(0.0)  # NaN: see below
+    expected["min"] = kept.min().reindex(expected.index)
+    assert_array_equal(runs["datastream_id"], ds[starts])
+    assert_array_equal(runs["count"], expected["count"])
+    assert_array_equal(runs["min"], expected["min"])  # NaN where nothing (or only NaN) is kept
+    # sum and max propagate a kept NaN (DuckDB's rule); pandas skips it, so compare the others
+    clean = np.add.reduceat((keep & np.isnan(value)).astype(int), starts) == 0
+    assert np.isnan(runs["sum"][~clean]).all()
+    assert np.isnan(runs["max"][~clean]).all()
+    assert_allclose(runs["sum"][clean], expected["sum"].to_numpy()[clean], rtol=1e-12)
+    empty = expected["count"].to_numpy() == 0
+    assert (runs["max"][clean & empty] == -np.inf).all()
+    expected_max = kept.max().reindex(expected.index).to_numpy()
+    assert_array_equal(runs["max"][clean & ~empty], expected_max[clean & ~empty])
