@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,10 +201,11 @@ def rollup(
         edges = grouping.edges(2 * threads)
         batches = _batches(tasks, threads)
         mapped = client.map(_partial_of_files, batches, options=options, edges=edges)
-        reduced = [
-            client.submit(_rows_of_range, mapped, index, options, names)
-            for index in range(len(edges) - 1)
-        ]
+        # Each range's slice of a partial is its own task, run where the partial is: on a
+        # cluster a reducer then fetches its slices, not every partial whole.
+        ranges = range(len(edges) - 1)
+        slices = [[client.submit(operator.getitem, m, index) for m in mapped] for index in ranges]
+        reduced = [client.submit(_rows_of_range, parts, options, names) for parts in slices]
         rows = client.gather(reduced)  # type: ignore[no-untyped-call]
     table = pa.Table.from_batches(rows, schema=AGGREGATE_SCHEMA)
     if grouping.by != "datastream":
@@ -232,15 +234,16 @@ def _partial_of_files(batch: list[FileTask], options: Options, edges: np.ndarray
 
 
 def _rows_of_range(
-    mapped: list[list[Partial]], index: int, options: Options, names: list[str | None]
+    parts: list[Partial], options: Options, names: list[str | None]
 ) -> pa.RecordBatch:
-    """Range ``index`` of every partial merged into the answer's rows; runs on a worker.
+    """One group range's slices of every partial merged into the answer's rows; runs on a
+    worker.
 
     Codes follow the labels' order and ``names`` are sorted (None last), so the merge order is
     already the store's ORDER BY ALL (but for datastream ids, sorted by the caller).
     """
     grouping, width, _, _ = options
-    merged = _merge([partial[index] for partial in mapped])
+    merged = _merge(parts)
     code, prop = merged["code"], merged["prop"]
     properties = pa.array(names, pa.string()).take(pa.array(prop))
     if grouping.by == "datastream":
