@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _load_services import cpu_seconds, rss_mb
+from _load_services import rss_mb
+from _proc import cpu_seconds
 
 MAX_ERRORS_KEPT = 20
 GIVE_UP_AFTER_ERRORS = 20  # a probe that fails this many times in a row stops (counted unseen)

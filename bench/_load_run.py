@@ -21,7 +21,8 @@ import psycopg
 from _load_city import PERIOD, SIM_EPOCH, observations_per_round
 from _load_probe import LatencyProber, MemorySampler, MemorySeries, memory_trend
 from _load_publish import PublishPlan, RoundReport, run_publisher
-from _load_services import HOST, Topology, connect_store
+from _load_services import Topology, connect_store
+from _proc import HOST
 
 DRAIN_TIMEOUT_S = 600.0
 PROBE_GIVE_UP_S = 120.0  # a sample not readable this long after its publish counts as unseen

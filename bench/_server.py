@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -30,7 +29,8 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI
 from fastapi.responses import JSONResponse
 
-HOST = "127.0.0.1"
+from _proc import HOST, cpu_seconds, free_port
+
 TOKEN = "bench"
 UVICORN_OPTIONS: dict[str, Any] = {
     "host": HOST,
@@ -87,16 +87,7 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server process (all its threads) has used so far."""
-        with open(f"/proc/{self.process.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        return cpu_seconds(self.process.pid)
 
 
 @contextmanager
