@@ -35,6 +35,7 @@ from psycopg import sql
 
 from _proc import HOST, free_port
 from citytwin.mqtt.broker import Mosquitto
+from citytwin.mqtt.ingest import MqttSummary
 
 REPO = Path(__file__).resolve().parents[1]
 PG_SCRIPT = REPO / "scripts" / "postgres.sh"
@@ -231,15 +232,7 @@ class Topology:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
 
-SUMMARY_COUNTS = (
-    "received",
-    "acknowledged",
-    "stored",
-    "duplicates",
-    "flagged",
-    "quarantined",
-    "reconnects",
-)
+SUMMARY_COUNTS = MqttSummary.COUNTS  # the columns of the summary table it parses
 
 
 def parse_summary(text: str) -> dict[str, int]:

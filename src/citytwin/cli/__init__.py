@@ -261,15 +261,7 @@ def _ingest_mqtt(
 
 
 def _print_mqtt_summary(summary: MqttSummary) -> None:
-    counts = (
-        "received",
-        "acknowledged",
-        "stored",
-        "duplicates",
-        "flagged",
-        "quarantined",
-        "reconnects",
-    )
+    counts = summary.COUNTS
     table = summary_table("mqtt ingest summary", [*counts, "msg/s"], right=(*counts, "msg/s"))
     rate = summary.received / summary.elapsed_s if summary.elapsed_s else 0.0
     table.add_row(*(f"{getattr(summary, c):,}" for c in counts), f"{rate:,.0f}")

@@ -36,6 +36,7 @@ import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import ClassVar
 
 from citytwin.bus.base import Bus
 from citytwin.ingest.base import FeedBatch
@@ -69,6 +70,17 @@ class MqttSummary(FeedSummary):
     reconnects: int = 0
     batches: int = 0
     elapsed_s: float = 0.0
+
+    #: The counts ``citytwin ingest mqtt`` prints, in its summary table's order.
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "received",
+        "acknowledged",
+        "stored",
+        "duplicates",
+        "flagged",
+        "quarantined",
+        "reconnects",
+    )
 
 
 @dataclass(frozen=True)
