@@ -320,3 +320,13 @@ def test_run_fold_equals_a_grouped_reference(dropped_share: float) -> None:
     assert (runs["max"][clean & empty] == -np.inf).all()
     expected_max = kept.max().reindex(expected.index).to_numpy()
     assert_array_equal(runs["max"][clean & ~empty], expected_max[clean & ~empty])
+
+
+def test_run_fold_of_an_empty_file_has_every_column() -> None:
+    from citytwin.store.lake_dask import _fold_runs
+
+    none, nothing = np.zeros(0, np.int64), np.zeros(0)
+    for keep in (None, np.zeros(0, bool)):
+        runs = _fold_runs(none, none, nothing, keep)
+        assert sorted(runs) == ["bucket", "count", "datastream_id", "max", "min", "sum"]
+        assert all(len(column) == 0 for column in runs.values())

@@ -12,12 +12,13 @@ aggregate SQL (same grouping keys — ``thing.<name>`` read from the Thing's JSO
 ``mean`` propagate it, ``count`` counts rows), and :func:`kriging_batch` runs the embedded
 ``distribution_map`` itself on each worker, over an in-memory store holding that hour.
 
-How the rollup scales: one Dask task per lake file (a day of one property), reduced on its
-worker to partial sums per (group, bucket) — rows of a file are ordered by (datastream, time), so
-a datastream's hour is a contiguous run and ``numpy.ufunc.reduceat`` folds it without sorting —;
-the client only merges the partials (about the size of the answer), already in the answer's
-order. Every step is numpy or Arrow code that releases the GIL, so a local cluster's threads run
-files side by side (measured in ``bench/rollup.py``).
+How the rollup scales, in two rounds of tasks: *map* — a few lake files (a day of one property
+each) a task, each file reduced to partial sums per (group, bucket) — rows of a file are ordered
+by (datastream, time), so a datastream's hour is a contiguous run and ``numpy.ufunc.reduceat``
+folds it without sorting —, the batch's partial cut into group ranges; *reduce* — one task per
+group range merges its slices into the answer's rows, in order, as an Arrow batch. The client
+only stacks the batches. Every step is numpy or Arrow code that releases the GIL, so a local
+cluster's threads run side by side (measured in ``bench/rollup.py``).
 """
 
 from __future__ import annotations
@@ -264,9 +265,7 @@ def _rows_of_range(
     return pa.RecordBatch.from_pydict(columns, schema=AGGREGATE_SCHEMA)
 
 
-def _partial_of_file(
-    task: FileTask, options: tuple[_Grouping, int, tuple[int, int], int]
-) -> Partial:
+def _partial_of_file(task: FileTask, options: Options) -> Partial:
     """One lake file reduced to (group code, bucket) partials, ordered; runs on a worker."""
     path, prop = task
     grouping, width, (start, end), exclude_flags = options
@@ -343,7 +342,7 @@ def _fold_runs(
         rows = _rows_of(starts[hit], lengths[hit])
         at = np.cumsum(lengths[hit]) - lengths[hit]
     runs = {"datastream_id": ds[starts], "bucket": bucket[starts], "count": lengths}
-    if len(hit) < len(starts):  # some runs keep every row
+    if len(hit) < len(starts) or not len(starts):  # some runs keep every row (or no runs)
         runs["sum"] = np.add.reduceat(value, starts)
         runs["min"] = np.fmin.reduceat(value, starts)
         runs["max"] = np.maximum.reduceat(value, starts)
