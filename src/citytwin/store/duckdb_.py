@@ -69,6 +69,10 @@ SCHEMA_VERSION = 1
 FEW_IDS = 8  # up to this many ids go into the SQL as literals (see the module docstring)
 FEW_DATASTREAMS = 64  # up to this many, a write or a lookup names its datastreams in its SQL
 FEW_ROWS = 256  # up to this many rows, a write is one INSERT … VALUES statement
+#: Rows per Arrow batch handed to DuckDB: it scans a registered Arrow table one batch per task,
+#: so a 1.5M-row frame in one batch is inserted by one thread (its row group size; measured
+#: 0.85 s instead of 1.47 s for 10.5M rows on 2 cores).
+STAGE_ROWS = 122_880
 
 
 def spatial_extension_path() -> Path:
@@ -144,10 +148,16 @@ def _scope(frame: ObservationFrame) -> str:
     datastream)."""
     lo, hi = int(frame.phenomenon_time.min()), int(frame.phenomenon_time.max())
     span = f"phenomenon_time BETWEEN make_timestamp({lo}) AND make_timestamp({hi})"
-    ids = np.unique(frame.datastream_id)
+    ds = frame.datastream_id
+    ids = np.unique(ds[np.r_[True, ds[1:] != ds[:-1]]])  # run heads first: O(n), not a sort
     if len(ids) > FEW_DATASTREAMS:
         return span
     return f"datastream_id IN ({', '.join(str(int(i)) for i in ids)}) AND {span}"
+
+
+def _staged(frame: ObservationFrame) -> pa.Table:
+    """``frame`` as Arrow in batches of :data:`STAGE_ROWS`, so DuckDB scans it in parallel."""
+    return pa.Table.from_batches(frame.to_arrow().to_batches(max_chunksize=STAGE_ROWS))
 
 
 def _int_columns(result: duckdb.DuckDBPyConnection) -> dict[str, NDArray[np.int64]]:
@@ -295,7 +305,7 @@ class DuckDBStore(Store):
                 "  USING (datastream_id, phenomenon_time)"
             )
             return WriteResult(count, len(frame) - count)
-        self._con.register("staged", unique.to_arrow())
+        self._con.register("staged", _staged(unique))
         self._con.execute("BEGIN")
         try:
             overlap = self._con.execute(
@@ -402,7 +412,7 @@ class DuckDBStore(Store):
         """:meth:`write_new_observations` of many rows: one statement, the rows from Arrow."""
         rows = frame.take(first).sorted()
         scope = _scope(rows)
-        self._con.register("staged", rows.to_arrow())
+        self._con.register("staged", _staged(rows))
         try:
             inserted = _int_columns(
                 self._con.execute(
