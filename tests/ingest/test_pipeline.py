@@ -3,7 +3,6 @@ an error in the store reaches the caller."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -29,7 +28,7 @@ class RecordingStore(MemoryStore):
     def __init__(self, fail_on_write: int | None = None) -> None:
         super().__init__()
         self.calls: list[tuple[str, int]] = []  # (method, rows or entities)
-        self.spans: list[tuple[int, int]] = []  # time span of each observation write
+        self.streams: list[set[int]] = []  # datastreams of each observation write
         self.threads: set[str] = set()
         self.fail_on_write = fail_on_write
 
@@ -45,8 +44,7 @@ class RecordingStore(MemoryStore):
         self._log("write_observations", len(frame))
         if self.fail_on_write == sum(c[0] == "write_observations" for c in self.calls):
             raise StoreError("disk full (injected)")
-        if len(frame):
-            self.spans.append((int(frame.phenomenon_time.min()), int(frame.phenomenon_time.max())))
+        self.streams.append(set(frame.datastream_id.tolist()))
         return super().write_observations(frame)
 
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
@@ -103,7 +101,7 @@ def test_writer_thread_counts_match_the_synchronous_path(
     assert np.array_equal(frame.result, again.result)
 
 
-def test_a_batch_is_written_in_frames_over_disjoint_times(
+def test_a_batch_is_written_in_frames_of_whole_properties(
     sdot_file: WrittenFeed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(pipeline, "SLAB_VALUES", 20_000)
@@ -111,10 +109,12 @@ def test_a_batch_is_written_in_frames_over_disjoint_times(
     (batch,) = _batches(sdot_file, chunk_bytes=10**9)
     first = ingest([batch], store).feeds["sdot"]
     writes = [size for method, size in store.calls if method == "write_observations"]
-    assert len(writes) == -(-len(batch.readings) * len(batch.readings.values) // 20_000)
+    per_frame = 20_000 // len(batch.readings)  # properties of 5,400 readings: 3 a frame
+    assert len(writes) == -(-len(batch.readings.values) // per_frame)
     assert sum(writes) == first.stored == sdot_file.values
-    spans = sorted(store.spans)
-    assert all(end < start for (_, end), (start, _) in itertools.pairwise(spans))
+    # no two frames share a datastream, so none shares an identity with another
+    assert sum(map(len, store.streams)) == len(set().union(*store.streams))
+    assert set().union(*store.streams) == set(store.observations().datastream_id.tolist())
     assert store.calls[0][0] == "register"  # entities before their observations
     again = ingest([batch], store).feeds["sdot"]
     assert (again.stored, again.duplicates) == (0, sdot_file.values)

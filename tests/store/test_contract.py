@@ -356,6 +356,31 @@ def test_many_rows_and_datastreams_take_the_same_paths(store: Store) -> None:
     assert len(store.observations(datastream_ids=[pm[1]])) == n
 
 
+def test_frames_of_other_datastreams_over_one_span_keep_identity(store: Store) -> None:
+    """The ingest writes a batch as frames of disjoint datastreams over one time span (the
+    DuckDB store then skips its look for stored rows); a repeated identity is still caught,
+    whichever write stored it first."""
+    hours = _hours(300)  # > FEW_ROWS rows and > FEW_DATASTREAMS datastreams: the bulk path
+
+    def frame(ids: np.ndarray, value: float = 0.0) -> ObservationFrame:
+        return ObservationFrame.from_arrays(
+            np.repeat(ids, len(hours)), np.tile(hours, len(ids)), [value] * len(ids) * len(hours)
+        )
+
+    a, b, c = np.arange(1, 101), np.arange(101, 201), np.arange(201, 301)
+    assert store.write_observations(frame(a)) == WriteResult(30_000, 0)
+    assert store.write_observations(frame(b)) == WriteResult(30_000, 0)
+    assert store.write_observations(frame(a, 1.0)) == WriteResult(0, 30_000)
+    assert store.write_observations(frame(np.r_[b[:10], c[:90]])) == WriteResult(27_000, 3_000)
+    few = ObservationFrame.from_arrays([c[95]] * 3, hours[100:103], [5.0] * 3)
+    assert store.write_observations(few) == WriteResult(3, 0)  # the few-rows path
+    assert store.write_observations(frame(c[90:])) == WriteResult(2_997, 3)
+    store.delete_observations(datastream_ids=a.tolist())
+    assert store.write_observations(frame(a, 2.0)) == WriteResult(30_000, 0)
+    assert len(store.observations()) == 90_000
+    assert set(store.observations(datastream_ids=[1]).result.tolist()) == {2.0}
+
+
 def test_one_few_and_many_ids_read_alike(store: Store) -> None:
     pm, temp = _register_city(store)
     ids = [*pm, *temp]

@@ -1,5 +1,5 @@
-"""The ingest's array work between parsing and storing: duplicate rows in a batch, time slabs,
-and the unpivot of wide readings into a long :class:`~citytwin.store.base.ObservationFrame`.
+"""The ingest's array work between parsing and storing: duplicate rows in a batch and the unpivot
+of wide readings into long observation frames (:class:`~citytwin.store.base.ObservationFrame`).
 
 Pure numpy on :class:`~citytwin.ingest.base.Readings` (no store, no threads), so
 :mod:`citytwin.ingest.pipeline` keeps only the orchestration.
@@ -7,9 +7,7 @@ Pure numpy on :class:`~citytwin.ingest.base.Readings` (no store, no threads), so
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,8 +16,6 @@ from citytwin.ingest.base import Readings
 from citytwin.ingest.source import Reject
 from citytwin.model.quality import Flag
 from citytwin.store.base import ObservationFrame
-
-T = TypeVar("T", bound=np.generic)
 
 
 def settle_duplicates(
@@ -62,47 +58,22 @@ def settle_duplicates(
     return kept, duplicate_values, rejects
 
 
-def time_slabs(readings: Readings, slab_values: int) -> Iterator[NDArray[np.intp] | None]:
-    """Rows of each time slab (``None``: all rows), for slabs of about ``slab_values`` values.
-
-    Slabs are cut at instants, so their time spans are disjoint: no slab repeats an identity of
-    another, and a store that checks identities within a write's time span (DuckDB) finds none
-    of the rows the batch's earlier slabs wrote there, which keeps each write a plain append.
-    """
-    count = -(-len(readings) * len(readings.values) // max(slab_values, 1))
-    if count <= 1:
-        yield None
-        return
-    cuts = np.unique(np.quantile(readings.time, np.arange(1, count) / count, method="lower"))
-    slab = np.searchsorted(cuts, readings.time, side="right")
-    order = np.argsort(slab.astype(np.uint8 if count < 256 else np.uint32), kind="stable")
-    bounds = np.searchsorted(slab[order], np.arange(len(cuts) + 2))
-    for lo, hi in itertools.pairwise(bounds.tolist()):
-        if hi > lo:
-            yield order[lo:hi]  # stable: still ordered by (thing, time)
-
-
 def to_frame(
     readings: Readings,
     flags: dict[str, NDArray[np.int32]],
     ids: dict[str, NDArray[np.int64]],
-    rows: NDArray[np.intp] | None = None,
+    keys: Sequence[str] | None = None,
 ) -> ObservationFrame:
-    """Unpivot wide readings (``rows`` of them, default all) into one long frame, property by
-    property (each part stays grouped by datastream and ordered by time, which lets the store
-    skip a sort)."""
-
-    def pick(column: NDArray[T]) -> NDArray[T]:
-        return column if rows is None else column[rows]
-
-    thing, time = pick(readings.thing_index), pick(readings.time)
+    """Unpivot the wide readings of properties ``keys`` (default all) into one long frame,
+    property by property. Readings are ordered by (thing, time), so each property's part is
+    grouped by datastream and ordered by time, which lets the store skip a sort; frames of
+    different properties share no identity."""
+    thing, time = readings.thing_index, readings.time
     duplicate = readings.source_flags.get("__duplicate__")
     duplicate_bits = (
-        None
-        if duplicate is None
-        else np.where(pick(duplicate), np.int32(Flag.DUPLICATE), np.int32(0))
+        None if duplicate is None else np.where(duplicate, np.int32(Flag.DUPLICATE), np.int32(0))
     )
-    values = {key: pick(v) for key, v in readings.values.items()}
+    values = {key: readings.values[key] for key in (readings.values if keys is None else keys)}
     kept = {key: present_rows(v) for key, v in values.items()}
     total = sum(len(values[key]) if index is None else len(index) for key, index in kept.items())
     out = ObservationFrame(
@@ -116,7 +87,7 @@ def to_frame(
         index = kept[key]
         end = start + (len(column) if index is None else len(index))
         part = slice(start, end)
-        quality = pick(flags[key])
+        quality = flags[key]
         if duplicate_bits is not None:
             quality = quality | duplicate_bits
         if index is None:

@@ -27,8 +27,8 @@ from numpy.typing import NDArray
 
 from citytwin.bus.base import Bus, observations_topic
 from citytwin.ingest.base import FeedBatch, Readings, SensorSpec, ThingSpec
-from citytwin.ingest.frames import settle_duplicates, time_slabs, to_frame
-from citytwin.ingest.qc import check_quality, sort_readings
+from citytwin.ingest.frames import settle_duplicates, to_frame
+from citytwin.ingest.qc import quality_by_property, sort_readings
 from citytwin.ingest.retry import RetryPolicy, call_with_retry
 from citytwin.ingest.source import Reject
 from citytwin.model.geojson import Point
@@ -46,7 +46,7 @@ from citytwin.store.base import ObservationFrame, QuarantineRecord, Store, from_
 
 logger = logging.getLogger(__name__)
 
-SLAB_VALUES = 1_500_000  # observations per frame written: writing one overlaps building the next
+SLAB_VALUES = 1_500_000  # readings per frame written: writing one overlaps checking the next
 WRITE_QUEUE_DEPTH = 2  # store jobs waiting for the writer thread: bounds the memory in flight
 T = TypeVar("T", bound=np.generic)
 R = TypeVar("R")
@@ -103,9 +103,11 @@ class Ingestor:
     :func:`ingest` hands the store's work to a writer thread, so that the store writes while
     the caller checks and builds what comes next.
 
-    A large batch is written as several frames over disjoint time spans (each at most about
-    :data:`SLAB_VALUES` observations), so that writing one overlaps building the next; each
-    frame is grouped by datastream and ordered by time, and no two share an identity.
+    A large batch is written as several frames, one per group of properties (each at most about
+    :data:`SLAB_VALUES` readings), each built as soon as QC has checked its properties, so that
+    writing one overlaps checking the next; each frame is grouped by datastream and ordered by
+    time, and no two share a datastream, so no two share an identity (the DuckDB store then
+    appends each frame after the first without looking for stored duplicates).
 
     With a ``bus``, each frame that stored at least one new observation is announced on
     ``observations/<feed>`` as written. The store reports counts, not which rows were new, so a
@@ -139,8 +141,8 @@ class Ingestor:
 
     def write(self, batch: FeedBatch) -> FeedSummary:
         """Store one batch; return what happened to it."""
+        self.register(batch)
         work = self.prepare(batch)
-        self.register(work)
         for frame in work.frames():
             self.store_frame(work, frame)
         return self.commit(work)
@@ -160,11 +162,18 @@ class Ingestor:
         """``call()`` (store work), made again after a transient store error (see the class)."""
         return call_with_retry(call, store=self.store, what=what, policy=self.retry)
 
-    def register(self, work: PreparedBatch) -> None:
-        """Register the entities the batch needs (before any of its observations)."""
+    def register(self, batch: FeedBatch) -> None:
+        """Register the entities the batch needs (before any of its observations).
+
+        It needs only which things have readings of which properties and each thing's first
+        time, none of which depends on the order of the readings, so it can run on the batch as
+        read while :meth:`prepare` orders it. (A reading dropped by :meth:`prepare` as a
+        conflicting duplicate can leave a datastream registered with no observation from this
+        batch: a Datastream without Observations is valid SensorThings.)
+        """
         self.retrying(
-            lambda: self._register(work.batch, work.readings),
-            what=f"registering the entities of {_describe(work.batch)}",
+            lambda: self._register(batch, batch.readings),
+            what=f"registering the entities of {_describe(batch)}",
         )
 
     def store_frame(self, work: PreparedBatch, frame: ObservationFrame) -> None:
@@ -292,12 +301,18 @@ class PreparedBatch:
     ingestor: Ingestor
 
     def frames(self) -> Iterator[ObservationFrame]:
-        """Run QC, then build the long frames to write, one at a time, in time order."""
+        """The long frames to write, one per group of properties of at most about
+        :data:`SLAB_VALUES` readings, each as soon as QC has checked its properties."""
         readings = self.readings
-        flags = check_quality(readings, now_us=int(_time.time() * 1e6))
         ids = self.ingestor.datastream_ids(readings)
-        for rows in time_slabs(readings, SLAB_VALUES):
-            yield to_frame(readings, flags, ids, rows)
+        flags: dict[str, NDArray[np.int32]] = {}
+        for key, bits in quality_by_property(readings, now_us=int(_time.time() * 1e6)):
+            if flags and len(readings) * (len(flags) + 1) > SLAB_VALUES:
+                yield to_frame(readings, flags, ids, list(flags))
+                flags = {}
+            flags[key] = bits
+        if flags or not readings.values:
+            yield to_frame(readings, flags, ids, list(flags))
 
 
 def _describe(batch: FeedBatch) -> str:
@@ -420,8 +435,8 @@ def ingest(
 
     try:
         for batch in batches:
+            writer.submit(functools.partial(ingestor.register, batch))  # overlaps the ordering
             work = ingestor.prepare(batch)
-            writer.submit(functools.partial(ingestor.register, work))
             for frame in work.frames():
                 writer.submit(functools.partial(ingestor.store_frame, work, frame))
             writer.submit(functools.partial(finish, work, batch.source not in seen))

@@ -32,6 +32,7 @@ Cost: one pass of a few numpy operations per property over the rows; the only so
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -94,8 +95,17 @@ def check_quality(readings: Readings, *, now_us: int) -> dict[str, NDArray[np.in
     Properties are checked independently; a large batch checks them on
     :data:`PARALLEL_THREADS` threads (numpy releases the GIL in its array loops).
     """
+    return dict(quality_by_property(readings, now_us=now_us))
+
+
+def quality_by_property(
+    readings: Readings, *, now_us: int
+) -> Iterator[tuple[str, NDArray[np.int32]]]:
+    """:func:`check_quality` one property at a time, in the order of ``readings.values``: the
+    caller can store a property's observations while the next ones are being checked."""
     if not len(readings):
-        return {key: np.zeros(0, np.int32) for key in readings.values}
+        yield from ((key, np.zeros(0, np.int32)) for key in readings.values)
+        return
     order = structure(readings)
     future = np.where(
         readings.time > now_us + FUTURE_TOLERANCE_US, np.int32(Flag.FUTURE), np.int32(0)
@@ -106,12 +116,13 @@ def check_quality(readings: Readings, *, now_us: int) -> dict[str, NDArray[np.in
 
     keys = list(readings.values)
     if len(readings) * len(keys) < PARALLEL_VALUES or len(keys) < 2:
-        return {key: check(key) for key in keys}
+        yield from ((key, check(key)) for key in keys)
+        return
     if any(get_property(key).smooth for key in keys):
         # shared: computed once, before the threads
         _ = order.time_group, order.series_start, order.neighbours, order.row_keys
     with ThreadPoolExecutor(PARALLEL_THREADS, thread_name_prefix="citytwin-qc") as pool:
-        return dict(zip(keys, pool.map(check, keys), strict=True))
+        yield from zip(keys, pool.map(check, keys), strict=True)
 
 
 def _check_property(

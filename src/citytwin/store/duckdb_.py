@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -146,13 +147,48 @@ def _scope(frame: ObservationFrame) -> str:
     and, for a few datastreams, their ids (rows are grouped by datastream, so zone maps prune
     on both; a time span alone spans every row group of a table written datastream by
     datastream)."""
-    lo, hi = int(frame.phenomenon_time.min()), int(frame.phenomenon_time.max())
+    lo, hi = _span(frame)
     span = f"phenomenon_time BETWEEN make_timestamp({lo}) AND make_timestamp({hi})"
-    ds = frame.datastream_id
-    ids = np.unique(ds[np.r_[True, ds[1:] != ds[:-1]]])  # run heads first: O(n), not a sort
+    ids = _datastreams(frame)
     if len(ids) > FEW_DATASTREAMS:
         return span
     return f"datastream_id IN ({', '.join(str(int(i)) for i in ids)}) AND {span}"
+
+
+def _span(frame: ObservationFrame) -> tuple[int, int]:
+    """First and last phenomenon time of a non-empty frame (µs)."""
+    return int(frame.phenomenon_time.min()), int(frame.phenomenon_time.max())
+
+
+def _datastreams(frame: ObservationFrame) -> NDArray[np.int64]:
+    """The frame's datastream ids, sorted (run heads first: O(n) on a grouped frame)."""
+    ds = frame.datastream_id
+    return np.unique(ds[np.r_[True, ds[1:] != ds[:-1]]])
+
+
+@dataclass(frozen=True)
+class _Appended:
+    """What one store object knows of a time span without asking the table: it found no
+    observations in ``[lo, hi]`` and has since written there only datastreams ``ids`` (sorted).
+
+    Deletes and rolled-back writes only remove rows, so this stays true until another writer
+    adds rows — and every write of this object adds its datastreams (:meth:`DuckDBStore._wrote`);
+    a DuckDB file has one writing process, which opens one store on it.
+    """
+
+    lo: int
+    hi: int
+    ids: NDArray[np.int64]
+
+    def excludes(self, lo: int, hi: int, ids: NDArray[np.int64]) -> bool:
+        """True when nothing stored can share an identity with rows of ``ids`` in ``[lo, hi]``."""
+        if not (self.lo <= lo and hi <= self.hi):
+            return False
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return not bool(np.any(self.ids[at] == ids)) if len(self.ids) else True
+
+    def overlaps(self, lo: int, hi: int) -> bool:
+        return lo <= self.hi and self.lo <= hi
 
 
 def _staged(frame: ObservationFrame) -> pa.Table:
@@ -221,6 +257,7 @@ class DuckDBStore(Store):
         # file has one writing process; a second store object on the same file in the same
         # process would not be seen (citytwin opens one per process).
         self._horizon: dict[int, int] = {}
+        self._appended: _Appended | None = None
 
     @classmethod
     def from_url(cls, url: str) -> Self:
@@ -244,23 +281,40 @@ class DuckDBStore(Store):
             self._upsert(ENTITY_TABLES[kind], items)
 
     def _upsert(self, table: EntityTable, items: list[Entity]) -> None:
+        """Insert the new entities and update the changed ones.
+
+        Two statements, not ``INSERT … ON CONFLICT DO UPDATE``: that probes the primary key
+        row by row and costs twice as much for the ~19,000 datastreams of a first S-DoT ingest.
+        """
         data = table.rows(items)
         self._con.register("batch", pa.table(data))
-        clash = self._con.execute(
-            f"SELECT t.id, t.key, b.key FROM {table.name} t JOIN batch b USING (id) "
-            "WHERE t.key IS DISTINCT FROM b.key LIMIT 1"
-        ).fetchone()
-        if clash:
-            raise IdentityConflictError(
-                f"{table.name} id {clash[0]}: keys {clash[1]!r}, {clash[2]!r}"
-            )
-        names = ", ".join(data)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in data if c != "id")
-        self._con.execute(
-            f"INSERT INTO {table.name} ({names}) SELECT {names} FROM batch "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}"
-        )
-        self._con.unregister("batch")
+        try:
+            clash = self._con.execute(
+                f"SELECT t.id, t.key, b.key FROM {table.name} t JOIN batch b USING (id) "
+                "WHERE t.key IS DISTINCT FROM b.key LIMIT 1"
+            ).fetchone()
+            if clash:
+                raise IdentityConflictError(
+                    f"{table.name} id {clash[0]}: keys {clash[1]!r}, {clash[2]!r}"
+                )
+            names = ", ".join(data)
+            updates = ", ".join(f"{c} = b.{c}" for c in data if c != "id")
+            self._con.execute("BEGIN")
+            try:
+                self._con.execute(
+                    f"UPDATE {table.name} t SET {updates} FROM batch b "
+                    "WHERE t.id = b.id AND t.doc::VARCHAR IS DISTINCT FROM b.doc"
+                )
+                self._con.execute(
+                    f"INSERT INTO {table.name} ({names}) SELECT {names} FROM batch "
+                    f"ANTI JOIN {table.name} USING (id)"
+                )
+                self._con.execute("COMMIT")
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+        finally:
+            self._con.unregister("batch")
 
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
         table = ENTITY_TABLES[kind].name
@@ -292,10 +346,21 @@ class DuckDBStore(Store):
 
     # -- observations ---------------------------------------------------------------------
     def write_observations(self, frame: ObservationFrame) -> WriteResult:
+        """Append the rows whose identity is new: an ``ANTI JOIN`` against the stored rows in
+        the frame's scope (:func:`_scope`), or a plain append when that scope holds no rows.
+
+        The scope is known to hold none of the frame's identities without a query when this
+        store found the frame's time span empty and has written only other datastreams there
+        since (:class:`_Appended`): the ingest writes a batch as one frame per group of
+        properties, all over the batch's span, so each frame after the first is a plain append.
+        """
         if not len(frame):
             return WriteResult(0, 0)
         unique = frame if _grouped_and_unique(frame) else _dedupe(frame.sorted())
-        self._raise_horizon(unique)
+        lo, hi = _span(unique)
+        ids = _datastreams(unique)
+        known_new = self._appended is not None and self._appended.excludes(lo, hi, ids)
+        self._wrote(unique)  # before the write: an upper bound whether or not it lands
         scope = _scope(unique)
         if len(unique) <= FEW_ROWS:  # one statement (atomic), no Arrow scan to set up
             count = self._count(
@@ -308,10 +373,11 @@ class DuckDBStore(Store):
         self._con.register("staged", _staged(unique))
         self._con.execute("BEGIN")
         try:
-            overlap = self._con.execute(
-                f"SELECT count(*) > 0 FROM observations WHERE {scope}"
-            ).fetchone()
-            if overlap and overlap[0]:
+            overlap = not known_new and bool(
+                self._con.execute(f"SELECT count(*) > 0 FROM observations WHERE {scope}").fetchone()
+                == (True,)
+            )
+            if overlap:
                 self._con.execute(
                     "INSERT INTO observations SELECT s.* FROM staged s ANTI JOIN ("
                     f"  SELECT datastream_id, phenomenon_time FROM observations WHERE {scope}) o"
@@ -320,6 +386,8 @@ class DuckDBStore(Store):
             else:
                 self._con.execute("INSERT INTO observations SELECT * FROM staged")
             inserted = self._con.fetchone()
+            if not overlap and not known_new and len(ids) > FEW_DATASTREAMS:
+                self._appended = _Appended(lo, hi, ids)  # the scope was the whole span: empty
             self._con.execute("COMMIT")
         except BaseException:
             self._con.execute("ROLLBACK")
@@ -328,6 +396,15 @@ class DuckDBStore(Store):
             self._con.unregister("staged")
         count = int(inserted[0]) if inserted else 0
         return WriteResult(count, len(frame) - count)
+
+    def _wrote(self, frame: ObservationFrame) -> None:
+        """Keep what this object knows of stored times true after ``frame`` is (or may have
+        been) written: the per-datastream horizon and the appended span (:class:`_Appended`)."""
+        self._raise_horizon(frame)
+        appended = self._appended
+        if appended is not None and len(frame) and appended.overlaps(*_span(frame)):
+            ids = np.union1d(appended.ids, _datastreams(frame))
+            self._appended = _Appended(appended.lo, appended.hi, ids)
 
     def write_new_observations(self, frame: ObservationFrame) -> NDArray[np.bool_]:
         """Few rows (an API's single creates): one query for the datastreams and the stored
@@ -345,11 +422,11 @@ class DuckDBStore(Store):
         ids = np.unique(frame.datastream_id)
         if first.sum() > FEW_ROWS or len(ids) > FEW_DATASTREAMS:
             written = self._write_new_joined(frame, first)
-            self._raise_horizon(frame.take(written))
+            self._wrote(frame.take(written))
             return written
         if self._beyond_horizon(frame.take(first)):  # known datastreams, later than stored
             self._con.execute(f"INSERT INTO observations {_values(frame.take(first).sorted())}")
-            self._raise_horizon(frame.take(first))
+            self._wrote(frame.take(first))
             return first
         id_list = ", ".join(str(int(i)) for i in ids)
         found = _int_columns(
@@ -380,7 +457,7 @@ class DuckDBStore(Store):
         )
         for datastream in known.tolist():
             self._horizon[datastream] = int(latest.get(datastream, np.iinfo(np.int64).min))
-        self._raise_horizon(frame.take(new))
+        self._wrote(frame.take(new))
         return new
 
     def _beyond_horizon(self, frame: ObservationFrame) -> bool:
