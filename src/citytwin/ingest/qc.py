@@ -101,8 +101,10 @@ def check_quality(readings: Readings, *, now_us: int) -> dict[str, NDArray[np.in
 def quality_by_property(
     readings: Readings, *, now_us: int
 ) -> Iterator[tuple[str, NDArray[np.int32]]]:
-    """:func:`check_quality` one property at a time, in the order of ``readings.values``: the
-    caller can store a property's observations while the next ones are being checked."""
+    """:func:`check_quality` one property at a time, so that the caller can store a property's
+    observations while the next ones are being checked: the properties without the costlier
+    drift check come first (each in the order of ``readings.values``), so the first ones are
+    ready soon."""
     if not len(readings):
         yield from ((key, np.zeros(0, np.int32)) for key in readings.values)
         return
@@ -114,7 +116,7 @@ def quality_by_property(
     def check(key: str) -> NDArray[np.int32]:
         return _check_property(readings, key, order, future)
 
-    keys = list(readings.values)
+    keys = sorted(readings.values, key=lambda key: get_property(key).smooth)
     if len(readings) * len(keys) < PARALLEL_VALUES or len(keys) < 2:
         yield from ((key, check(key)) for key in keys)
         return
