@@ -48,6 +48,10 @@ def test_ingest_summary_stats_and_quarantine(tmp_path: Path) -> None:
     out = tmp_path / "q.csv"
     runner.invoke(app, ["quarantine", "export", str(out), "--store", store])
     assert out.read_text(encoding="utf-8-sig").count("garbage") == 1
+    again = runner.invoke(app, ["ingest", "sdot", str(data), "--store", store])
+    assert again.exit_code == 0, again.output
+    runner.invoke(app, ["quarantine", "export", str(out), "--store", store])
+    assert out.read_text(encoding="utf-8-sig").count("garbage") == 1  # the same line, kept once
     stats = runner.invoke(app, ["stats", "--store", store])
     assert "noise" in stats.output
     assert "pm25" in stats.output

@@ -111,10 +111,11 @@ def _compare(clean: Path, replayed: Path) -> dict[str, int]:
             "extra": "FROM replayed.observations EXCEPT ALL FROM clean.observations",
             "doubled": "SELECT datastream_id, phenomenon_time FROM replayed.observations "
             "GROUP BY ALL HAVING count(*) > 1",
+            # ALL: a replayed file's rejected lines are not quarantined a second time
             "quarantine_lost": "SELECT source, line, reason FROM clean.quarantine "
-            "EXCEPT SELECT source, line, reason FROM replayed.quarantine",
+            "EXCEPT ALL SELECT source, line, reason FROM replayed.quarantine",
             "quarantine_extra": "SELECT source, line, reason FROM replayed.quarantine "
-            "EXCEPT SELECT source, line, reason FROM clean.quarantine",
+            "EXCEPT ALL SELECT source, line, reason FROM clean.quarantine",
         }
         out = {}
         for name, sql in counts.items():

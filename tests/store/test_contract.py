@@ -174,6 +174,24 @@ def test_quarantine_and_stats(store: Store) -> None:
     assert stats[("test", "air_temperature")].first == T0 + timedelta(hours=2)
 
 
+def test_a_quarantined_line_is_kept_once_and_an_event_every_time(store: Store) -> None:
+    lines = [
+        QuarantineRecord("test", "a.csv", 7, "x,y", "not a number"),
+        QuarantineRecord("test", "a.csv", 9, "x,", "truncated line"),
+        QuarantineRecord("test", "sensors/7", None, "{", "not JSON"),
+    ]
+    store.write_quarantine(lines)
+    store.write_quarantine([*lines, QuarantineRecord("test", "b.csv", 7, "x,y", "not a number")])
+    kept = [(r.source, r.line, r.reason) for r in store.quarantined(feed="test")]
+    assert kept == [
+        ("a.csv", 7, "not a number"),
+        ("a.csv", 9, "truncated line"),
+        ("sensors/7", None, "not JSON"),
+        ("sensors/7", None, "not JSON"),  # a message is an event: both arrivals are kept
+        ("b.csv", 7, "not a number"),
+    ]
+
+
 def test_duckdb_file_persists(tmp_path: Path) -> None:
     url = f"duckdb:///{tmp_path / 'sub' / 'city.duckdb'}"
     with open_store(url) as store:

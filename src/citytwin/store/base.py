@@ -384,7 +384,12 @@ class Store(ABC):
     # -- quarantine and housekeeping -------------------------------------------------------
     @abstractmethod
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
-        """Keep records that could not be parsed, with their reason."""
+        """Keep records that could not be parsed, with their reason.
+
+        A record with a line number is a place in a file: writing the same (feed, source,
+        line, raw text, reason) again — a file ingested twice — adds nothing. A record without
+        one (an MQTT message, a file that could not be read) is an event and is always kept.
+        """
 
     @abstractmethod
     def quarantined(

@@ -63,7 +63,13 @@ from citytwin.store.base import (
     from_micros,
     to_micros,
 )
-from citytwin.store.entities import ENTITY_TABLES, ColumnKind, EntityTable, create_table
+from citytwin.store.entities import (
+    ENTITY_TABLES,
+    QUARANTINE_PLACE,
+    ColumnKind,
+    EntityTable,
+    create_table,
+)
 
 logger = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
@@ -753,11 +759,14 @@ class DuckDBStore(Store):
                 }
             ),
         )
-        self._con.execute(
-            "INSERT INTO quarantine (feed, source, line, raw, reason, recorded_at) "
-            "SELECT * FROM batch"
-        )
-        self._con.unregister("batch")
+        try:
+            self._con.execute(
+                "INSERT INTO quarantine (feed, source, line, raw, reason, recorded_at) "
+                "SELECT * FROM batch b WHERE b.line IS NULL OR NOT EXISTS (SELECT 1 FROM "
+                f"quarantine q WHERE {QUARANTINE_PLACE})"
+            )
+        finally:
+            self._con.unregister("batch")
 
     def quarantined(
         self, *, feed: str | None = None, limit: int | None = None

@@ -29,6 +29,13 @@ from citytwin.model.sensing import (
 
 ColumnKind = Literal["bigint", "text", "json"]
 
+#: SQL condition: quarantine row ``b`` is a line of a file already kept as ``q`` (both backends;
+#: see :meth:`citytwin.store.base.Store.write_quarantine`).
+QUARANTINE_PLACE = (
+    "q.line = b.line AND q.source = b.source AND q.feed = b.feed AND q.raw = b.raw "
+    "AND q.reason = b.reason"
+)
+
 
 @dataclass(frozen=True)
 class EntityTable:

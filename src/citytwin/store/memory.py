@@ -235,7 +235,11 @@ class MemoryStore(Store):
         return {name: len(table) for name, table in sorted(self._features.items())}
 
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
-        self._quarantine.extend(records)
+        kept = {_place(r) for r in self._quarantine if r.line is not None}
+        for record in records:
+            if record.line is None or _place(record) not in kept:
+                self._quarantine.append(record)
+                kept.add(_place(record))
 
     def quarantined(
         self, *, feed: str | None = None, limit: int | None = None
@@ -266,3 +270,8 @@ class MemoryStore(Store):
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _place(record: QuarantineRecord) -> tuple[str, str, int | None, str, str]:
+    """What identifies a quarantined line of a file (see :meth:`Store.write_quarantine`)."""
+    return record.feed, record.source, record.line, record.raw, record.reason

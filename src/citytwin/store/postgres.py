@@ -51,7 +51,7 @@ from citytwin.store.base import (
     check_group_key,
     check_observation_selection,
 )
-from citytwin.store.entities import ENTITY_TABLES, EntityTable
+from citytwin.store.entities import ENTITY_TABLES, QUARANTINE_PLACE, EntityTable
 from citytwin.store.postgres_features import layer_sizes, read_features, write_features
 from citytwin.store.postgres_observations import ObservationTable
 from citytwin.store.postgres_sql import (
@@ -334,10 +334,22 @@ class PostgresStore(Store):
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
         if not records:
             return
-        statement = "COPY quarantine (feed, source, line, raw, reason, recorded_at) FROM STDIN"
-        with self._con.transaction(), self._con.cursor().copy(statement) as copy:
-            for r in records:
-                copy.write_row([r.feed, r.source, r.line, r.raw, r.reason, r.recorded_at])
+        columns = "feed, source, line, raw, reason, recorded_at"
+        with self._con.transaction():
+            self._con.execute(
+                "CREATE TEMP TABLE staged_quarantine (ord bigint, feed text, source text, "
+                "line bigint, raw text, reason text, recorded_at timestamptz) ON COMMIT DROP"
+            )
+            with self._con.cursor().copy(
+                f"COPY staged_quarantine (ord, {columns}) FROM STDIN"
+            ) as copy:
+                for n, r in enumerate(records):
+                    copy.write_row([n, r.feed, r.source, r.line, r.raw, r.reason, r.recorded_at])
+            self._con.execute(
+                f"INSERT INTO quarantine ({columns}) SELECT {columns} FROM staged_quarantine b "
+                "WHERE b.line IS NULL OR NOT EXISTS (SELECT 1 FROM quarantine q WHERE "
+                f"{QUARANTINE_PLACE}) ORDER BY b.ord"
+            )
 
     @_guarded
     def quarantined(
