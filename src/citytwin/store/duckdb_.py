@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -278,6 +279,26 @@ class DuckDBStore(Store):
         """The DuckDB connection, for callers that need SQL the contract does not offer."""
         return self._con
 
+    @contextmanager
+    def _arrow(self, name: str, table: pa.Table) -> Iterator[None]:
+        """``table`` visible to SQL as ``name`` inside the block."""
+        self._con.register(name, table)
+        try:
+            yield
+        finally:
+            self._con.unregister(name)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction: committed at the end of the block, rolled back on any error."""
+        self._con.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
     # -- entities -------------------------------------------------------------------------
     def register(self, entities: Sequence[Entity]) -> None:
         by_kind: dict[type[Entity], list[Entity]] = {}
@@ -293,8 +314,7 @@ class DuckDBStore(Store):
         row by row and costs twice as much for the ~19,000 datastreams of a first S-DoT ingest.
         """
         data = table.rows(items)
-        self._con.register("batch", pa.table(data))
-        try:
+        with self._arrow("batch", pa.table(data)):
             clash = self._con.execute(
                 f"SELECT t.id, t.key, b.key FROM {table.name} t JOIN batch b USING (id) "
                 "WHERE t.key IS DISTINCT FROM b.key LIMIT 1"
@@ -305,8 +325,7 @@ class DuckDBStore(Store):
                 )
             names = ", ".join(data)
             updates = ", ".join(f"{c} = b.{c}" for c in data if c != "id")
-            self._con.execute("BEGIN")
-            try:
+            with self._transaction():
                 self._con.execute(
                     f"UPDATE {table.name} t SET {updates} FROM batch b "
                     "WHERE t.id = b.id AND t.doc::VARCHAR IS DISTINCT FROM b.doc"
@@ -315,12 +334,6 @@ class DuckDBStore(Store):
                     f"INSERT INTO {table.name} ({names}) SELECT {names} FROM batch "
                     f"ANTI JOIN {table.name} USING (id)"
                 )
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-        finally:
-            self._con.unregister("batch")
 
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:
         table = ENTITY_TABLES[kind].name
@@ -376,9 +389,7 @@ class DuckDBStore(Store):
                 "  USING (datastream_id, phenomenon_time)"
             )
             return WriteResult(count, len(frame) - count)
-        self._con.register("staged", _staged(unique))
-        self._con.execute("BEGIN")
-        try:
+        with self._arrow("staged", _staged(unique)), self._transaction():
             overlap = not known_new and bool(
                 self._con.execute(f"SELECT count(*) > 0 FROM observations WHERE {scope}").fetchone()
                 == (True,)
@@ -394,12 +405,6 @@ class DuckDBStore(Store):
             inserted = self._con.fetchone()
             if not overlap and not known_new and len(ids) > FEW_DATASTREAMS:
                 self._appended = _Appended(lo, hi, ids)  # the scope was the whole span: empty
-            self._con.execute("COMMIT")
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        finally:
-            self._con.unregister("staged")
         count = int(inserted[0]) if inserted else 0
         return WriteResult(count, len(frame) - count)
 
@@ -495,8 +500,7 @@ class DuckDBStore(Store):
         """:meth:`write_new_observations` of many rows: one statement, the rows from Arrow."""
         rows = frame.take(first).sorted()
         scope = _scope(rows)
-        self._con.register("staged", _staged(rows))
-        try:
+        with self._arrow("staged", _staged(rows)):
             inserted = _int_columns(
                 self._con.execute(
                     "INSERT INTO observations SELECT s.* FROM staged s "
@@ -506,8 +510,6 @@ class DuckDBStore(Store):
                     "RETURNING datastream_id, epoch_us(phenomenon_time) AS phenomenon_time"
                 )
             )
-        finally:
-            self._con.unregister("staged")
         written = first.copy()
         written[first] = _matches(
             frame.take(first), inserted["datastream_id"], inserted["phenomenon_time"]
@@ -530,15 +532,12 @@ class DuckDBStore(Store):
     def _existing_joined(self, frame: ObservationFrame) -> NDArray[np.bool_]:
         """:meth:`existing` for many datastreams: a semi-join returns only the rows found."""
         asked = frame.to_arrow().append_column("row", pa.array(np.arange(len(frame))))
-        self._con.register("asked", asked)
-        try:
+        with self._arrow("asked", asked):
             rows = self._con.execute(
                 "SELECT a.row FROM asked a SEMI JOIN ("
                 f"  SELECT datastream_id, phenomenon_time FROM observations WHERE {_scope(frame)}"
                 ") o USING (datastream_id, phenomenon_time)"
             ).fetchnumpy()["row"]
-        finally:
-            self._con.unregister("asked")
         found = np.zeros(len(frame), dtype=bool)
         found[np.asarray(rows, dtype=np.intp)] = True
         return found
@@ -556,21 +555,13 @@ class DuckDBStore(Store):
             statements.append(
                 "DELETE FROM observations WHERE datastream_id IN (SELECT id FROM id_filter)"
             )
-        self._con.register("doomed", (identities or ObservationFrame.empty()).to_arrow())
         statements.append(
             "DELETE FROM observations o USING doomed d WHERE o.datastream_id = d.datastream_id "
             "AND o.phenomenon_time = d.phenomenon_time"
         )
-        self._con.execute("BEGIN")
-        try:
-            removed = sum(self._count(sql) for sql in statements)
-            self._con.execute("COMMIT")
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        finally:
-            self._con.unregister("doomed")
-        return removed
+        doomed = (identities or ObservationFrame.empty()).to_arrow()
+        with self._arrow("doomed", doomed), self._transaction():
+            return sum(self._count(sql) for sql in statements)
 
     def _register_ids(self, ids: Sequence[int]) -> None:
         """Expose ids to SQL as the view ``id_filter``.
@@ -690,19 +681,16 @@ class DuckDBStore(Store):
         table = self._feature_table(layer)
         if not len(batch):
             return WriteResult(0, 0)
-        self._con.register(
-            "batch",
-            pa.table(
-                {
-                    "id": pa.array(batch.ids, pa.string()),
-                    "properties": pa.array(
-                        [json.dumps(p, ensure_ascii=False) for p in batch.properties]
-                    ),
-                    "wkb": pa.array(batch.wkb, pa.binary()),
-                }
-            ),
+        rows = pa.table(
+            {
+                "id": pa.array(batch.ids, pa.string()),
+                "properties": pa.array(
+                    [json.dumps(p, ensure_ascii=False) for p in batch.properties]
+                ),
+                "wkb": pa.array(batch.wkb, pa.binary()),
+            }
         )
-        try:
+        with self._arrow("batch", rows):
             existing = self._con.execute(
                 f"SELECT count(*) FROM {table} JOIN batch USING (id)"
             ).fetchone()
@@ -711,8 +699,6 @@ class DuckDBStore(Store):
                 "ON CONFLICT (id) DO UPDATE SET properties = excluded.properties, "
                 "geom = excluded.geom"
             )
-        finally:
-            self._con.unregister("batch")
         old = int(existing[0]) if existing else 0
         return WriteResult(len(batch) - old, old)
 
@@ -746,27 +732,22 @@ class DuckDBStore(Store):
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
         if not records:
             return
-        self._con.register(
-            "batch",
-            pa.table(
-                {
-                    "feed": [r.feed for r in records],
-                    "source": [r.source for r in records],
-                    "line": pa.array([r.line for r in records], pa.int64()),
-                    "raw": [r.raw for r in records],
-                    "reason": [r.reason for r in records],
-                    "recorded_at": [r.recorded_at for r in records],
-                }
-            ),
+        batch = pa.table(
+            {
+                "feed": [r.feed for r in records],
+                "source": [r.source for r in records],
+                "line": pa.array([r.line for r in records], pa.int64()),
+                "raw": [r.raw for r in records],
+                "reason": [r.reason for r in records],
+                "recorded_at": [r.recorded_at for r in records],
+            }
         )
-        try:
+        with self._arrow("batch", batch):
             self._con.execute(
                 "INSERT INTO quarantine (feed, source, line, raw, reason, recorded_at) "
                 "SELECT * FROM batch b WHERE b.line IS NULL OR NOT EXISTS (SELECT 1 FROM "
                 f"quarantine q WHERE {QUARANTINE_PLACE})"
             )
-        finally:
-            self._con.unregister("batch")
 
     def quarantined(
         self, *, feed: str | None = None, limit: int | None = None
