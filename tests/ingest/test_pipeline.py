@@ -66,7 +66,7 @@ def _batches(written: WrittenFeed, chunk_bytes: int = 100_000) -> list[FeedBatch
 def test_writer_thread_counts_match_the_synchronous_path(
     sdot_file: WrittenFeed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "SLAB_VALUES", 20_000)  # several frames per batch
+    monkeypatch.setattr(pipeline, "FRAME_VALUES", 20_000)  # several frames per batch
     batches = _batches(sdot_file)
     assert len(batches) > 3
     threaded = RecordingStore()
@@ -104,7 +104,7 @@ def test_writer_thread_counts_match_the_synchronous_path(
 def test_a_batch_is_written_in_frames_of_whole_properties(
     sdot_file: WrittenFeed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pipeline, "SLAB_VALUES", 20_000)
+    monkeypatch.setattr(pipeline, "FRAME_VALUES", 20_000)
     store = RecordingStore()
     (batch,) = _batches(sdot_file, chunk_bytes=10**9)
     first = ingest([batch], store).feeds["sdot"]

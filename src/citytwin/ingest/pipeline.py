@@ -46,7 +46,7 @@ from citytwin.store.base import ObservationFrame, QuarantineRecord, Store, from_
 
 logger = logging.getLogger(__name__)
 
-SLAB_VALUES = 1_500_000  # readings per frame written: writing one overlaps checking the next
+FRAME_VALUES = 1_500_000  # readings per frame written: writing one overlaps checking the next
 WRITE_QUEUE_DEPTH = 2  # store jobs waiting for the writer thread: bounds the memory in flight
 T = TypeVar("T", bound=np.generic)
 R = TypeVar("R")
@@ -104,7 +104,7 @@ class Ingestor:
     the caller checks and builds what comes next.
 
     A large batch is written as several frames, one per group of properties (each at most about
-    :data:`SLAB_VALUES` readings), each built as soon as QC has checked its properties, so that
+    :data:`FRAME_VALUES` readings), each built as soon as QC has checked its properties, so that
     writing one overlaps checking the next; each frame is grouped by datastream and ordered by
     time, and no two share a datastream, so no two share an identity (the DuckDB store then
     appends each frame after the first without looking for stored duplicates).
@@ -302,12 +302,12 @@ class PreparedBatch:
 
     def frames(self) -> Iterator[ObservationFrame]:
         """The long frames to write, one per group of properties of at most about
-        :data:`SLAB_VALUES` readings, each as soon as QC has checked its properties."""
+        :data:`FRAME_VALUES` readings, each as soon as QC has checked its properties."""
         readings = self.readings
         ids = self.ingestor.datastream_ids(readings)
         flags: dict[str, NDArray[np.int32]] = {}
         for key, bits in quality_by_property(readings, now_us=int(_time.time() * 1e6)):
-            if flags and len(readings) * (len(flags) + 1) > SLAB_VALUES:
+            if flags and len(readings) * (len(flags) + 1) > FRAME_VALUES:
                 yield to_frame(readings, flags, ids, list(flags))
                 flags = {}
             flags[key] = bits

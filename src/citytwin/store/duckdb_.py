@@ -8,7 +8,9 @@ bulk insert and the contract is UTC anyway).
 
 Identity without an index: a PRIMARY KEY (ART index) on observations makes bulk inserts ~10× slower,
 so duplicates are removed with an anti-join restricted to the batch's datastreams and time span,
-which DuckDB answers from zone maps when the span is new (the common case).
+which DuckDB answers from zone maps when the span is new (the common case). A span this store
+found empty is remembered with the datastreams it has written there since (:class:`_Appended`):
+the ingest's frames of other properties over the same span are then appended without a query.
 
 A few ids (one Datastream of an API request) are written into the SQL as literals, not matched
 against a registered id table: a constant filter is pushed into the scan, so the primary-key
