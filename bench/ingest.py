@@ -13,10 +13,11 @@ same run:
   → ``INSERT`` into a long observations table (no QC, no entities) — to show how much of the gap
   is the long STA layout itself.
 
-Each is run ``--repeat`` times on a fresh database; the best time counts. Observations per second
-are the file's value count divided by wall time. Results also go to ``bench/out/ingest.json``.
+Each is run ``--repeat`` times on a fresh database, the three taking turns; the best time
+counts. Observations per second are the file's value count divided by wall time. Results also
+go to ``bench/out/ingest.json``.
 
-Usage: ``python bench/ingest.py [--hours 16] [--sensors 1100] [--repeat 2]``
+Usage: ``python bench/ingest.py [--hours 16] [--sensors 1100] [--repeat 3]``
 """
 
 from __future__ import annotations
@@ -39,23 +40,26 @@ from citytwin.ingest.runner import ingest_paths
 OUT = Path(__file__).parent / "out"
 
 
-def best_of(repeat: int, run: Callable[[Path], None], scratch: Path) -> float:
-    """Best wall time of ``repeat`` runs, each on a fresh database file."""
-    times = []
+def best_of(repeat: int, runs: list[Callable[[Path], None]], scratch: Path) -> list[float]:
+    """Best wall time of each of ``runs`` over ``repeat`` rounds, each run on a fresh database
+    file. The runs take turns within a round, so a spell of CPU steal on a shared machine
+    slows all of them alike instead of one."""
+    times: list[list[float]] = [[] for _ in runs]
     for attempt in range(repeat):
-        db = scratch / f"run{attempt}.duckdb"
-        start = time.perf_counter()
-        run(db)
-        times.append(time.perf_counter() - start)
-        db.unlink(missing_ok=True)
-    return min(times)
+        for spent, run in zip(times, runs, strict=True):
+            db = scratch / f"run{attempt}.duckdb"
+            start = time.perf_counter()
+            run(db)
+            spent.append(time.perf_counter() - start)
+            db.unlink(missing_ok=True)
+    return [min(spent) for spent in times]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sensors", type=int, default=1100)
     parser.add_argument("--hours", type=int, default=16, help="16 h × 1,100 sensors ≈ 10.6M values")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="citytwin-bench-"))
     try:
@@ -92,9 +96,9 @@ def main() -> None:
                     [str(csv_path)],
                 )
 
-        ours = best_of(args.repeat, citytwin_run, scratch)
-        baseline = best_of(args.repeat, duckdb_ctas, scratch)
-        reference = best_of(args.repeat, duckdb_long, scratch)
+        ours, baseline, reference = best_of(
+            args.repeat, [citytwin_run, duckdb_ctas, duckdb_long], scratch
+        )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rate, base_rate, ref_rate = values / ours, values / baseline, values / reference
