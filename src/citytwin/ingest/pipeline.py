@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 
 FRAME_VALUES = 1_500_000  # readings per frame written: writing one overlaps checking the next
 WRITE_QUEUE_DEPTH = 2  # store jobs waiting for the writer thread: bounds the memory in flight
-T = TypeVar("T", bound=np.generic)
 R = TypeVar("R")
 
 
