@@ -40,6 +40,9 @@ def settle_duplicates(
     duplicate_values = sum(
         int(np.count_nonzero(~np.isnan(v[identical]))) for v in readings.values.values()
     )
+    rows = np.flatnonzero(conflict)
+    # one reject per line: a line holds several readings in some feeds (a day's 24 hours)
+    _, first_of_line = np.unique(readings.line[rows], return_index=True)
     rejects = [
         Reject(
             int(readings.line[i]),
@@ -47,7 +50,7 @@ def settle_duplicates(
             f"same sensor and time as line {int(readings.line[group_first[i]])} "
             "but different values; the first is kept",
         )
-        for i in np.flatnonzero(conflict)
+        for i in rows[np.sort(first_of_line)]
     ]
     flagged_first = np.zeros(len(same), bool)
     flagged_first[group_first[conflict]] = True

@@ -45,6 +45,7 @@ class MemoryStore(Store):
         self._frames: list[ObservationFrame] = []
         self._keys: set[tuple[int, int]] = set()
         self._quarantine: list[QuarantineRecord] = []
+        self._quarantined_lines: set[tuple[str, str, int | None, str, str]] = set()
         self._features: dict[str, dict[str, tuple[dict[str, Any], bytes]]] = {}
 
     @classmethod
@@ -235,11 +236,10 @@ class MemoryStore(Store):
         return {name: len(table) for name, table in sorted(self._features.items())}
 
     def write_quarantine(self, records: Sequence[QuarantineRecord]) -> None:
-        kept = {_place(r) for r in self._quarantine if r.line is not None}
-        for record in records:
-            if record.line is None or _place(record) not in kept:
-                self._quarantine.append(record)
-                kept.add(_place(record))
+        stored = self._quarantined_lines  # as the SQL stores: against earlier writes only
+        kept = [r for r in records if r.line is None or _place(r) not in stored]
+        self._quarantine.extend(kept)
+        stored.update(_place(r) for r in kept if r.line is not None)
 
     def quarantined(
         self, *, feed: str | None = None, limit: int | None = None
