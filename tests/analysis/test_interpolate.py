@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from scipy import linalg
 from scipy.spatial import cKDTree
 
+from citytwin.analysis import interpolate
 from citytwin.analysis.grid import Grid
 from citytwin.analysis.interpolate import cross_validate, idw, krige
 from citytwin.analysis.variogram import VariogramModel, empirical_variogram, fit_variogram
@@ -25,6 +26,8 @@ from citytwin.errors import UnknownBackendError, ValidationError
 
 Floats = NDArray[np.float64]
 EXP_500 = VariogramModel("exponential", nugget=0.0, psill=1.0, range=500.0)  # vgm(1, "Exp", 500)
+#: A smooth model (Matérn κ = 2.5, 20 % nugget) for log(zinc): kriged globally through a lattice.
+MAT_400 = VariogramModel("matern", nugget=0.12, psill=0.5, range=400.0, kappa=2.5)
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +209,71 @@ def test_defaults_fit_the_variogram_and_pick_the_neighbourhood(meuse: pd.DataFra
     everything = krige(px[:400], py[:400], pz[:400], cells, variogram=EXP_500)
     manual = krige(px[:400], py[:400], pz[:400], cells, variogram=EXP_500, neighbours=400)
     np.testing.assert_array_equal(everything.mean, manual.mean)
+
+
+@pytest.mark.parametrize("beta", [None, 6.0], ids=["ordinary", "simple"])
+def test_lattice_kriging_of_a_fine_grid_matches_gstat_krige0(
+    meuse: pd.DataFrame, beta: float | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 10 m grid (111,000 cells) with a smooth model goes through the lattice; at 600 seeded
+    cells and at cells that hold samples it agrees with gstat's krige0 (exact, global)."""
+    s = meuse[["x", "y"]].to_numpy(np.float64)
+    z = np.log(meuse["zinc"].to_numpy(np.float64))
+    grid = Grid.covering((178_600.0, 329_700.0, 181_400.0, 333_660.0), cell=10.0)
+    points = grid.points()
+    south_west = np.array([grid.west, grid.north - grid.height * grid.cell])
+    on_cell = south_west + np.floor((s - south_west) / 10.0) * 10.0 + 5.0  # centres near samples
+    points[:3] = on_cell[:3]  # the cells that hold the first three samples, checked below
+    with caplog.at_level("DEBUG", logger="citytwin.analysis.interpolate"):
+        result = krige(s[:, 0], s[:, 1], z, points, variogram=MAT_400, mean=beta)
+    assert "through a 60 × 84 lattice of 50 m" in caplog.text
+    picked = np.r_[:3, np.random.default_rng(1).choice(np.arange(3, len(points)), 600, False)]
+    mean, variance = krige0(s, z, points[picked], MAT_400, beta)
+    tolerance = interpolate.LATTICE_TOLERANCE
+    assert np.max(np.abs(result.mean[picked] - mean)) <= tolerance * np.sqrt(MAT_400.sill)
+    assert np.max(np.abs(result.variance[picked] - variance)) <= tolerance * MAT_400.sill
+    # a target on a sample is exact: the sample's value, variance 0
+    at_sample = krige(s[:, 0], s[:, 1], z, np.r_[s[:2], points[3:20_000]], variogram=MAT_400)
+    np.testing.assert_allclose(at_sample.mean[:2], z[:2], rtol=1e-10)
+    np.testing.assert_allclose(at_sample.variance[:2], 0.0, atol=1e-10)
+
+
+def test_lattice_missing_the_tolerance_falls_back_to_exact_kriging(
+    meuse: pd.DataFrame, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = meuse[["x", "y"]].to_numpy(np.float64)
+    z = np.log(meuse["zinc"].to_numpy(np.float64))
+    points = Grid.covering((178_600.0, 329_700.0, 181_400.0, 333_660.0), cell=10.0).points()
+    monkeypatch.setattr(interpolate, "LATTICE_TOLERANCE", 0.0)
+    with caplog.at_level("INFO", logger="citytwin.analysis.interpolate"):
+        result = krige(s[:, 0], s[:, 1], z, points, variogram=MAT_400)
+    assert caplog.text.count("misses the tolerance") == len(interpolate.LATTICE_FRACTIONS)
+    picked = np.random.default_rng(2).choice(len(points), 300, replace=False)
+    mean, variance = krige0(s, z, points[picked], MAT_400, None)
+    np.testing.assert_allclose(result.mean[picked], mean, rtol=1e-9)
+    np.testing.assert_allclose(result.variance[picked], variance, rtol=1e-9)
+
+
+def test_smooth_models_stay_global_up_to_their_limit() -> None:
+    """Above 400 samples a smooth model still uses all of them (no screening with a nugget);
+    leave-one-out then uses Dubrule's closed form, which equals refitting without each."""
+    rng = np.random.default_rng(7)
+    px, py = rng.uniform(0, 10_000, 401), rng.uniform(0, 10_000, 401)
+    pz = np.sin(px / 2_000) + rng.normal(0, 0.1, 401)
+    cells = rng.uniform(0, 10_000, (200, 2))
+    smooth = VariogramModel("matern", nugget=0.01, psill=0.5, range=1_500.0, kappa=2.5)
+    default = krige(px, py, pz, cells, variogram=smooth)
+    everything = krige(px, py, pz, cells, variogram=smooth, neighbours=401)
+    np.testing.assert_array_equal(default.mean, everything.mean)
+    assert not np.array_equal(default.mean, krige(px, py, pz, cells, variogram=smooth,
+                                                  neighbours=32).mean)  # fmt: skip
+    cv = cross_validate(px, py, pz, variogram=smooth)
+    for i in (0, 200):
+        keep = np.arange(401) != i
+        alone = krige(px[keep], py[keep], pz[keep], [[px[i], py[i]]], variogram=smooth,
+                      neighbours=400)  # fmt: skip
+        assert cv.predicted[i] == pytest.approx(alone.mean[0], rel=1e-9)
+    big = interpolate.SMOOTH_GLOBAL_LIMIT + 1
+    assert interpolate._neighbourhood(big, None, smooth) == interpolate.DEFAULT_NEIGHBOURS
+    assert interpolate._neighbourhood(big - 1, None, smooth) == big - 1
+    assert interpolate._neighbourhood(401, None, EXP_500) == interpolate.DEFAULT_NEIGHBOURS
