@@ -236,6 +236,7 @@ class Ingestor:
             entities.extend(_location(spec, thing, first_seen[number]))
         ids = self.datastream_ids(readings)
         thing_ids: dict[int, int] = {}
+        streams: list[Entity] = []  # checked against what is registered as they are built
         for key, values in readings.values.items():
             prop = get_property(key)
             observed, unit = prop.to_sta(), prop.unit.to_sta()
@@ -249,7 +250,7 @@ class Ingestor:
                 thing_spec = readings.things[index]
                 if index not in thing_ids:
                     thing_ids[index] = stable_id("Thing", thing_spec.key)
-                entities.append(
+                streams.append(
                     Datastream(
                         id=stream_id,  # = stable_id of the key, known already
                         key=datastream_key(thing_spec.key, key),
@@ -267,8 +268,9 @@ class Ingestor:
                     )
                 )
         fresh = [e for e in entities if (type(e).__name__, e.id or 0) not in self._registered]
-        self.store.register(self._merge_things(fresh))
+        self.store.register([*self._merge_things(fresh), *streams])
         self._registered.update((type(e).__name__, e.id or 0) for e in fresh)
+        self._registered.update(("Datastream", e.id or 0) for e in streams)
         self._things.update(
             (readings.things[i].key, readings.things[i]) for i in np.flatnonzero(present).tolist()
         )
