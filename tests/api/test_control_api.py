@@ -3,12 +3,16 @@ department, overrides, and POST Tasks — against a controller on the logging fa
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from citytwin.api import create_app
@@ -181,3 +185,50 @@ def test_without_a_control_file_the_routes_say_so(tmp_path: Path) -> None:
             assert "CITYTWIN_CONTROL_FILE" in answer.json()["message"]
             names = {v["name"] for v in client.get("/v1.1").json()["value"]}
             assert "Tasks" not in names
+
+
+def test_rule_changes_survive_a_restart_unless_the_file_changed_since(tmp_path: Path) -> None:
+    """PUT /control/rules keeps a rule in the controller and audits it whole; a new app on the
+    same audit log re-applies it, unless the control file was edited after it (newer wins)."""
+    control = tmp_path / "control.yaml"
+    control.write_text(yaml.safe_dump(CONTROL), "utf-8")
+    an_hour_ago = time.time() - 3600
+    os.utime(control, (an_hour_ago, an_hour_ago))
+    settings = Settings(store_url="memory://", api_tokens=KEYS, control_file=str(control),
+                        audit_log=str(tmp_path / "audit.jsonl"))  # fmt: skip
+
+    def threshold(put: dict[str, Any] | None = None) -> float:
+        with open_store("memory://") as store:
+            app = create_app(settings, store=store)
+            with TestClient(app) as client:
+                if put is not None:
+                    answer = client.put("/control/rules/dong-pm25", json=put, headers=auth("env"))
+                    assert answer.status_code == 200, answer.text
+                return float(app.state.control.controller.config.rule("dong-pm25").when.on.value)
+
+    rule = {"when": {"property": "pm25", "scope": "dong", "window": "1h", "on": {"above": 80}}}
+    assert threshold() == 75  # the file's
+    assert threshold(rule) == 80  # changed through the API
+    assert threshold() == 80  # a restart keeps it
+    os.utime(control)  # the file edited (touched) after the API change: the file wins
+    assert threshold() == 75
+
+
+def test_restore_skips_rules_that_no_longer_parse(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    good = {"name": "heat", "when": {"property": "air_temperature", "window": "1h",
+                                     "on": {"above": 33}}}  # fmt: skip
+    bad = {"name": "old", "when": {"property": "pm2.5", "window": "1h", "on": {"above": 80}}}
+    for payload in (bad, good):
+        audit.append("rule.set", actor="admin", subject={"rule": str(payload["name"])},
+                     payload=payload)  # fmt: skip
+    audit.append("task.sent", actor="system", subject={"task": "t1"}, payload={})
+    controller = Controller(parse_control(CONTROL), audit=audit, sinks=())
+    with caplog.at_level(logging.WARNING, logger="citytwin.control.dispatcher"):
+        assert controller.restore_rules(audit.entries()) == ["heat"]
+    assert "audit entry 1" in caplog.text
+    assert "pm2.5" in caplog.text
+    assert [r.name for r in controller.config.rules] == ["dong-pm25", "heat"]
+    assert len(audit.entries()) == 3  # restoring records nothing

@@ -248,3 +248,20 @@ def test_leq_averages_sound_levels_as_energies() -> None:
     with pytest.raises(ValidationError, match=r"'leq' .* is for sound levels in dB"):
         parse_rule({"name": "x", "when": when | {"property": "pm25", "statistic": "leq",
                                                  "on": {"above": 55}}})  # fmt: skip
+
+
+def test_a_rules_json_parses_back_to_the_rule() -> None:
+    """What GET /control/rules and the audit log write (the rule's JSON) must be accepted by
+    PUT /control/rules and by the restore at start-up: zero cooldown and active hours too."""
+    from citytwin.control.config import load_control
+
+    preset = Path(__file__).parents[2] / "src" / "citytwin" / "control" / "presets" / "demo.yaml"
+    rules = [*load_control(preset).rules, pm_rule(active_hours="22:00-06:30")]
+    assert any(r.when.active_hours for r in rules)
+    assert any(not r.cooldown for r in rules)
+    for rule in rules:
+        written = rule.model_dump(mode="json", by_alias=True)
+        assert parse_rule(written) == rule, written
+    assert rules[-1].model_dump(mode="json")["when"]["active_hours"] == "22:00-06:30"
+    with pytest.raises(ValidationError, match="must be positive"):
+        parse_rule({**rules[0].model_dump(mode="json", by_alias=True), "cooldown": "-1h"})

@@ -54,11 +54,18 @@ import numpy as np
 import pandas as pd
 
 from citytwin.control.alerts import Alert, AlertSink, WebhookSink, log_alert
-from citytwin.control.audit import AuditLog
+from citytwin.control.audit import AuditLog, Entry
 from citytwin.control.base import Actuator, open_actuator
 from citytwin.control.config import ActuatorSpec, ControlConfig
 from citytwin.control.rule_engine import ReadingArrays, RuleState, advance
-from citytwin.control.rules import AlertAction, CheckSpec, Rule, ScenarioAction, TaskAction
+from citytwin.control.rules import (
+    AlertAction,
+    CheckSpec,
+    Rule,
+    ScenarioAction,
+    TaskAction,
+    parse_rule,
+)
 from citytwin.control.tasks import SYSTEM, Task, TaskBook, TaskState, Transition, idempotency_key
 from citytwin.errors import CitytwinError, ValidationError
 
@@ -386,11 +393,46 @@ class Controller:
     def set_rule(self, rule: Rule, *, actor: str) -> None:
         """Add a rule or replace the one of the same name; it starts with a fresh state."""
         with self._lock:
+            self._install(rule)
+            payload = rule.model_dump(mode="json", by_alias=True)
+            self._audit("rule.set", actor, {"rule": rule.name}, payload)
+
+    def _install(self, rule: Rule) -> None:
+        """Put ``rule`` in force in place of the one of the same name, with a fresh state."""
+        with self._lock:
             rules = [r for r in self.config.rules if r.name != rule.name] + [rule]
             self.config = self.config.model_copy(update={"rules": rules})
             self.states[rule.name] = RuleState()
-            payload = rule.model_dump(mode="json", by_alias=True)
-            self._audit("rule.set", actor, {"rule": rule.name}, payload)
+
+    def restore_rules(
+        self, entries: Iterable[Entry], *, newer_than: datetime | None = None
+    ) -> list[str]:
+        """Re-apply the rules set through the API (``rule.set`` entries of the audit log).
+
+        :meth:`set_rule` keeps a rule in this controller only, but its audit entry holds the
+        whole rule. Replaying the entries in order makes those changes survive a restart. Only
+        entries later than ``newer_than`` count (the control file's last change): the newer of
+        the file and the API wins, as if the file's edit had been made through the API. Not
+        audited again. An entry whose rule no longer parses (an older rule schema) is skipped
+        with a warning naming its sequence number. Returns the names restored, in order.
+        """
+        restored: list[str] = []
+        for entry in entries:
+            if entry.kind != "rule.set":
+                continue
+            if newer_than is not None and datetime.fromisoformat(entry.time) <= newer_than:
+                continue
+            try:
+                rule = parse_rule(dict(entry.payload), position=f"audit entry {entry.seq}")
+            except ValidationError as error:
+                logger.warning("audit entry %d: rule not restored: %s", entry.seq, error)
+                continue
+            self._install(rule)
+            restored.append(rule.name)
+        if restored:
+            logger.info("restored %d rule change(s) from the audit log: %s", len(restored),
+                        ", ".join(dict.fromkeys(restored)))  # fmt: skip
+        return restored
 
     def overridden(self, actuator_id: str) -> Override | None:
         """The manual override covering this actuator, if any."""

@@ -48,6 +48,13 @@ Scope = Literal["sensor", "dong", "gu"]
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)\s*-\s*([01]\d|2[0-4]):([0-5]\d)$")
 
 
+def _is_zero(text: str) -> bool:
+    try:
+        return bool(pd.Timedelta(text.strip()) == pd.Timedelta(0))
+    except ValueError:
+        return False
+
+
 def parse_duration(text: str) -> pd.Timedelta:
     """A positive duration from ``"1h"``, ``"15min"``, ``"90s"``, ``"2d"`` or ISO-8601 ``"PT1H"``.
 
@@ -162,6 +169,14 @@ class Condition(_Strict):
         if start == end or end > 24 * 60:
             raise ValueError(f"{value!r} is an empty or invalid interval")
         return start, end
+
+    @pydantic.field_serializer("active_hours")
+    def _hours_text(self, value: tuple[int, int] | None) -> str | None:
+        """Written as it is read ("22:00-06:00"), so a rule's JSON parses back to the rule."""
+        if value is None:
+            return None
+        (h0, m0), (h1, m1) = divmod(value[0], 60), divmod(value[1], 60)
+        return f"{h0:02d}:{m0:02d}-{h1:02d}:{m1:02d}"
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> Condition:
@@ -296,7 +311,14 @@ class Rule(_Strict):
     def _cooldown(cls, value: Any) -> pd.Timedelta:
         if value in (None, 0, "0"):
             return pd.Timedelta(0)
-        return value if isinstance(value, pd.Timedelta) else parse_duration(str(value))
+        if isinstance(value, pd.Timedelta):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError:  # a zero duration ("0s", or "PT0S" as the rule's JSON writes it)
+            if _is_zero(str(value)):
+                return pd.Timedelta(0)
+            raise
 
     @pydantic.model_validator(mode="after")
     def _placeholders(self) -> Rule:

@@ -24,11 +24,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from citytwin.bus.base import OBSERVATIONS, Bus, Subscription
 from citytwin.control.alerts import Alert, log_alert
@@ -37,6 +38,7 @@ from citytwin.control.checks import ScenarioChecker
 from citytwin.control.config import ControlConfig, load_control
 from citytwin.control.dispatcher import READING_COLUMNS, Controller
 from citytwin.control.rule_engine import dry_run
+from citytwin.errors import StoreError
 from citytwin.services import scenarios
 from citytwin.store.base import ObservationFrame, Store
 from citytwin.twin.state import SUSPECT, Twin
@@ -231,10 +233,33 @@ def build_controller(
         record = scenarios.run(root, name)
         return f"run {record.run_id}"
 
-    return Controller(
+    controller = Controller(
         config,
         audit=audit,
         checker=ScenarioChecker(root),
         scenario_runner=run_scenario,
         sinks=sinks,
     )
+    if audit is not None:
+        try:
+            entries = audit.entries()
+        except StoreError as error:  # start anyway: `citytwin audit verify` tells the rest
+            logger.warning("rule changes not restored: %s", error)
+        else:
+            controller.restore_rules(entries, newer_than=configured_at(control_file))
+    return controller
+
+
+def configured_at(control_file: str | Path) -> datetime:
+    """When the control configuration last changed: the later modification time of the
+    control file and of the rules file it names (``rules: path``), in UTC."""
+    path = Path(control_file)
+    paths = [path]
+    try:
+        rules = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("rules")
+    except (OSError, yaml.YAMLError, AttributeError):
+        rules = None  # load_control has read it already; a race with an edit is harmless here
+    if isinstance(rules, str):
+        paths.append(Path(rules) if Path(rules).is_absolute() else path.parent / rules)
+    stamps = [p.stat().st_mtime for p in paths if p.exists()]
+    return datetime.fromtimestamp(max(stamps, default=0.0), UTC)
