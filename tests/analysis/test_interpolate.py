@@ -226,7 +226,7 @@ def test_lattice_kriging_of_a_fine_grid_matches_gstat_krige0(
     points[:3] = on_cell[:3]  # the cells that hold the first three samples, checked below
     with caplog.at_level("DEBUG", logger="citytwin.analysis.interpolate"):
         result = krige(s[:, 0], s[:, 1], z, points, variogram=MAT_400, mean=beta)
-    assert "through a 60 × 84 lattice of 50 m" in caplog.text
+    assert "through a 61 × 84 lattice of 50 m" in caplog.text  # range/8, two nodes past the cells
     picked = np.r_[:3, np.random.default_rng(1).choice(np.arange(3, len(points)), 600, False)]
     mean, variance = krige0(s, z, points[picked], MAT_400, beta)
     tolerance = interpolate.LATTICE_TOLERANCE

@@ -428,8 +428,10 @@ def _krige_lattice(kriging: _Kriging, points: Floats) -> tuple[Floats, Floats] |
     exact: tuple[Floats, Floats] | None = None
     for fraction in LATTICE_FRACTIONS:
         step = model.range / fraction
-        gx = low[0] - 2 * step + step * np.arange(int((high[0] - low[0]) / step) + 5)
-        gy = low[1] - 2 * step + step * np.arange(int((high[1] - low[1]) / step) + 5)
+        # nodes from two steps before the targets to two steps past them: the splines' end
+        # conditions stay off the targets
+        gx, gy = (lo - 2 * step + step * np.arange(int(np.ceil((hi - lo) / step)) + 5)
+                  for lo, hi in zip(low, high, strict=True))  # fmt: skip
         if 4 * gx.size * gy.size > len(points):
             return None  # exact kriging of every target costs about as much
         exact = exact or _krige_global(kriging, points[checks])
