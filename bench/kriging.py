@@ -43,13 +43,7 @@ from pykrige.ok import OrdinaryKriging
 
 from _timing import best_of
 from citytwin.analysis.grid import Grid
-from citytwin.analysis.interpolate import (
-    GLOBAL_LIMIT,
-    SMOOTH_GLOBAL_LIMIT,
-    cross_validate,
-    krige,
-    smooth_model,
-)
+from citytwin.analysis.interpolate import cross_validate, default_neighbours, krige
 from citytwin.analysis.variogram import (
     KINDS,
     VariogramModel,
@@ -291,10 +285,8 @@ def main() -> None:
     local_cv = cross_validate(x, y, values, variogram=model, neighbours=NEIGHBOURS)
     picked = np.sort(rng.choice(len(values), min(args.loo_sample, len(values)), replace=False))
     loo = loo_scores(case, picked, cv, local_cv)
-    everything = len(values) <= GLOBAL_LIMIT or (
-        smooth_model(model) and len(values) <= SMOOTH_GLOBAL_LIMIT
-    )
-    default = "global" if everything else f"k={NEIGHBOURS}"
+    k = default_neighbours(len(values), model)
+    default = "global" if k == len(values) else f"k={k}"
     print(
         f"samples: {origin}; grid {grid.width} × {grid.height} = {grid.size:,} cells of {CELL:g} m"
     )

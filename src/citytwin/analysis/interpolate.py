@@ -274,13 +274,24 @@ def smooth_model(model: VariogramModel) -> bool:
     return model.kind == "gaussian" or (model.kind == "matern" and model.kappa >= 2.0)
 
 
+def default_neighbours(n: int, model: VariogramModel | None = None) -> int:
+    """Samples per target when ``neighbours=None``: all ``n`` for small data (or a smooth model
+    up to :data:`SMOOTH_GLOBAL_LIMIT`), else :data:`DEFAULT_NEIGHBOURS`.
+
+    >>> default_neighbours(1_100, VariogramModel("matern", 0.1, 1.0, 500.0, kappa=2.5))
+    1100
+    >>> default_neighbours(1_100, VariogramModel("exponential", 0.1, 1.0, 500.0))
+    32
+    """
+    smooth = model is not None and smooth_model(model)
+    everything = n <= GLOBAL_LIMIT or (smooth and n <= SMOOTH_GLOBAL_LIMIT)
+    return n if everything else DEFAULT_NEIGHBOURS
+
+
 def _neighbourhood(n: int, neighbours: int | None, model: VariogramModel | None = None) -> int:
-    """Neighbours per target: global for small data (or smooth models up to
-    :data:`SMOOTH_GLOBAL_LIMIT`), :data:`DEFAULT_NEIGHBOURS` for many."""
+    """Neighbours per target: :func:`default_neighbours`, or ``neighbours`` checked."""
     if neighbours is None:
-        smooth = model is not None and smooth_model(model)
-        everything = n <= GLOBAL_LIMIT or (smooth and n <= SMOOTH_GLOBAL_LIMIT)
-        return n if everything else DEFAULT_NEIGHBOURS
+        return default_neighbours(n, model)
     if isinstance(neighbours, bool) or not isinstance(neighbours, (int, np.integer)):
         raise ValidationError(f"neighbours = {neighbours!r}: expected an integer ≥ 1 or None")
     if neighbours < 1:

@@ -160,6 +160,11 @@ class ControlConfig(BaseModel):
         raise ValidationError(f"rule {name!r}: no such rule; configured: {known}")
 
 
+def rules_path(rules: str, base_dir: Path | None) -> Path:
+    """Where ``rules: <path>`` of a control file points: relative to the control file's folder."""
+    return Path(rules) if base_dir is None or Path(rules).is_absolute() else base_dir / rules
+
+
 def parse_control(
     data: Any, *, source: str = "<control>", base_dir: Path | None = None
 ) -> ControlConfig:
@@ -168,9 +173,8 @@ def parse_control(
         raise ValidationError(f"{source}: expected a mapping with actuators and rules")
     data = dict(data)
     rules = data.pop("rules", [])
-    if isinstance(rules, str):  # a path to a rules file, relative to the control file
-        path = Path(rules) if base_dir is None or Path(rules).is_absolute() else base_dir / rules
-        parsed = load_rules(path)
+    if isinstance(rules, str):
+        parsed = load_rules(rules_path(rules, base_dir))
     elif isinstance(rules, list):
         parsed = [
             parse_rule(item, position=f"{source}: rules[{i}]") for i, item in enumerate(rules)

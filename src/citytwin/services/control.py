@@ -35,7 +35,7 @@ from citytwin.bus.base import OBSERVATIONS, Bus, Subscription
 from citytwin.control.alerts import Alert, log_alert
 from citytwin.control.audit import AuditLog
 from citytwin.control.checks import ScenarioChecker
-from citytwin.control.config import ControlConfig, load_control
+from citytwin.control.config import ControlConfig, load_control, rules_path
 from citytwin.control.dispatcher import READING_COLUMNS, Controller
 from citytwin.control.rule_engine import dry_run
 from citytwin.errors import StoreError
@@ -260,6 +260,6 @@ def configured_at(control_file: str | Path) -> datetime:
     except (OSError, yaml.YAMLError, AttributeError):
         rules = None  # load_control has read it already; a race with an edit is harmless here
     if isinstance(rules, str):
-        paths.append(Path(rules) if Path(rules).is_absolute() else path.parent / rules)
+        paths.append(rules_path(rules, path.parent))
     stamps = [p.stat().st_mtime for p in paths if p.exists()]
     return datetime.fromtimestamp(max(stamps, default=0.0), UTC)
