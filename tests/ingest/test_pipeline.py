@@ -17,6 +17,7 @@ from citytwin.ingest.base import FeedBatch
 from citytwin.ingest.pipeline import FeedSummary, Ingestor, ingest
 from citytwin.model.sensing import Datastream, Entity
 from citytwin.store.base import ObservationFrame, QuarantineRecord, WriteResult
+from citytwin.store.entities import EntityRows
 from citytwin.store.memory import MemoryStore
 
 START = datetime(2020, 3, 15)  # KST
@@ -36,8 +37,8 @@ class RecordingStore(MemoryStore):
         self.calls.append((method, size))
         self.threads.add(threading.current_thread().name)
 
-    def register(self, entities: Sequence[Entity]) -> None:
-        self._log("register", len(entities))
+    def register(self, entities: Sequence[Entity | EntityRows]) -> None:
+        self._log("register", sum(len(e) if isinstance(e, EntityRows) else 1 for e in entities))
         super().register(entities)
 
     def write_observations(self, frame: ObservationFrame) -> WriteResult:

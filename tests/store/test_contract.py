@@ -14,6 +14,7 @@ from citytwin.model import Datastream, ObservedProperty, Sensor, Thing, get_prop
 from citytwin.model.quality import Flag
 from citytwin.store import ObservationFrame, QuarantineRecord, Store, WriteResult, open_store
 from citytwin.store.base import to_micros
+from citytwin.store.entities import EntityRows
 
 T0 = datetime(2020, 3, 15, tzinfo=UTC)
 HOUR = 3_600_000_000
@@ -72,6 +73,39 @@ def test_entities_round_trip(store: Store) -> None:
     assert len(store.entities(Datastream)) == 4
     store.register(things)  # upsert: no duplicates
     assert len(store.entities(Thing)) == 2
+
+
+def test_entity_rows_register_like_models(store: Store) -> None:
+    """Many datastreams as EntityRows (the ingest's bulk path) read back as the models they
+    stand for, on every backend; registering them again changes nothing."""
+    sensor = Sensor(key="s", name="sensor")
+    prop = get_property("pm25")
+    things = [Thing(key=f"t{i}", name=f'thing "{i}" 100% 동') for i in range(3)]
+    models = [
+        Datastream(
+            key=f"t{i}/pm25",
+            name=f"{t.name} PM2.5",
+            unit_of_measurement=prop.unit.to_sta(),
+            properties={"feed": "test", "observedProperty": "pm25"},
+            thing_id=t.id or 0,
+            sensor_id=sensor.id or 0,
+            observed_property_id=prop.to_sta().id or 0,
+        )
+        for i, t in enumerate(things)
+    ]
+    rows = EntityRows.from_template(
+        models[0],
+        id=[m.id or 0 for m in models],
+        key=[m.key or "" for m in models],
+        name=[m.name for m in models],
+        thing_id=[m.thing_id for m in models],
+    )
+    store.register([sensor, *things, rows])
+    store.register([rows])
+    by_id = {m.id: m for m in models}
+    stored = store.entities(Datastream)
+    assert len(stored) == 3
+    assert all(s == by_id[s.id] for s in stored)
 
 
 def test_observation_identity_is_datastream_and_time(store: Store) -> None:

@@ -43,6 +43,7 @@ from citytwin.model.sensing import (
 )
 from citytwin.model.vocabulary import get_property
 from citytwin.store.base import ObservationFrame, QuarantineRecord, Store, from_micros
+from citytwin.store.entities import EntityRows
 
 logger = logging.getLogger(__name__)
 
@@ -236,41 +237,48 @@ class Ingestor:
             entities.extend(_location(spec, thing, first_seen[number]))
         ids = self.datastream_ids(readings)
         thing_ids: dict[int, int] = {}
-        streams: list[Entity] = []  # checked against what is registered as they are built
+        streams: list[EntityRows] = []  # checked against what is registered as they are built
         for key, values in readings.values.items():
             prop = get_property(key)
-            observed, unit = prop.to_sta(), prop.unit.to_sta()
+            observed = prop.to_sta()
             entities.append(observed)
             has_value = np.zeros(len(readings.things), bool)
             has_value[readings.thing_index[~np.isnan(values)]] = True
-            for index in np.flatnonzero(has_value).tolist():
-                stream_id = int(ids[key][index])
-                if ("Datastream", stream_id) in self._registered:
-                    continue  # unchanged: its fields derive from the thing, feed and property
-                thing_spec = readings.things[index]
+            # a registered datastream is unchanged: its fields derive from thing, feed, property
+            stream_ids = ids[key].tolist()
+            new = [
+                index for index in np.flatnonzero(has_value).tolist()
+                if ("Datastream", stream_ids[index]) not in self._registered
+            ]  # fmt: skip
+            if not new:
+                continue
+            things = [readings.things[index] for index in new]
+            for index, spec in zip(new, things, strict=True):
                 if index not in thing_ids:
-                    thing_ids[index] = stable_id("Thing", thing_spec.key)
-                streams.append(
-                    Datastream(
-                        id=stream_id,  # = stable_id of the key, known already
-                        key=datastream_key(thing_spec.key, key),
-                        name=f"{thing_spec.name} {prop.name}",
-                        description=f"{prop.name} measured by {thing_spec.name}",
-                        unit_of_measurement=unit,
-                        properties={
-                            "feed": batch.feed,
-                            "observedProperty": key,
-                            "period": readings.period,
-                        },
-                        thing_id=thing_ids[index],
-                        sensor_id=sensor.id or 0,
-                        observed_property_id=observed.id or 0,
-                    )
+                    thing_ids[index] = stable_id("Thing", spec.key)
+            template = Datastream(
+                key=datastream_key("", key),  # each row's own key, name and ids replace these
+                name=prop.name,
+                unit_of_measurement=prop.unit.to_sta(),
+                properties={"feed": batch.feed, "observedProperty": key, "period": readings.period},
+                thing_id=0,
+                sensor_id=sensor.id or 0,
+                observed_property_id=observed.id or 0,
+            )
+            streams.append(
+                EntityRows.from_template(
+                    template,
+                    id=[stream_ids[index] for index in new],  # = stable_id of each key
+                    key=[datastream_key(spec.key, key) for spec in things],
+                    name=[f"{spec.name} {prop.name}" for spec in things],
+                    description=[f"{prop.name} measured by {spec.name}" for spec in things],
+                    thing_id=[thing_ids[index] for index in new],
                 )
+            )
         fresh = [e for e in entities if (type(e).__name__, e.id or 0) not in self._registered]
         self.store.register([*self._merge_things(fresh), *streams])
         self._registered.update((type(e).__name__, e.id or 0) for e in fresh)
-        self._registered.update(("Datastream", e.id or 0) for e in streams)
+        self._registered.update(("Datastream", i) for rows in streams for i in rows.columns["id"])
         self._things.update(
             (readings.things[i].key, readings.things[i]) for i in np.flatnonzero(present).tolist()
         )

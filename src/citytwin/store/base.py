@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from citytwin.model.quality import flag_names
 from citytwin.model.sensing import Datastream, Entity, Observation
+from citytwin.store.entities import EntityRows
 
 E = TypeVar("E", bound=Entity)
 Bucket = Literal["hour", "day"]
@@ -272,8 +273,9 @@ class Store(ABC):
 
     # -- entities -------------------------------------------------------------------------
     @abstractmethod
-    def register(self, entities: Sequence[Entity]) -> None:
-        """Insert or replace entities by id (idempotent)."""
+    def register(self, entities: Sequence[Entity | EntityRows]) -> None:
+        """Insert or replace entities by id (idempotent): models, or many of a kind at once as
+        :class:`~citytwin.store.entities.EntityRows`."""
 
     @abstractmethod
     def entities(self, kind: type[E], ids: Sequence[int] | None = None) -> list[E]:

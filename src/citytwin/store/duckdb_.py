@@ -70,8 +70,10 @@ from citytwin.store.entities import (
     ENTITY_TABLES,
     QUARANTINE_PLACE,
     ColumnKind,
+    EntityRows,
     EntityTable,
     create_table,
+    table_rows,
 )
 
 logger = logging.getLogger(__name__)
@@ -302,15 +304,12 @@ class DuckDBStore(Store):
         self._con.execute("COMMIT")
 
     # -- entities -------------------------------------------------------------------------
-    def register(self, entities: Sequence[Entity]) -> None:
-        by_kind: dict[type[Entity], list[Entity]] = {}
-        for entity in entities:
-            by_kind.setdefault(type(entity), []).append(entity)
+    def register(self, entities: Sequence[Entity | EntityRows]) -> None:
         with self._transaction():  # all or nothing, and one commit (one WAL sync), not one a kind
-            for kind, items in by_kind.items():
-                self._upsert(ENTITY_TABLES[kind], items)
+            for table, data in table_rows(entities):
+                self._upsert(table, data)
 
-    def _upsert(self, table: EntityTable, items: list[Entity]) -> None:
+    def _upsert(self, table: EntityTable, data: dict[str, Sequence[Any]]) -> None:
         """Insert the new entities and update the changed ones (in the caller's transaction).
 
         Two statements, not ``INSERT … ON CONFLICT DO UPDATE``: that probes the primary key
@@ -318,7 +317,6 @@ class DuckDBStore(Store):
         When none of the ids is stored yet (a first ingest), one plain ``INSERT``: the update
         and the anti-join of the general case were a third of that registration.
         """
-        data = table.rows(items)
         with self._arrow("batch", pa.table(data)):
             # one stored row of the batch's ids, a key clash first; none: all are new
             stored = self._con.execute(

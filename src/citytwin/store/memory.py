@@ -33,6 +33,7 @@ from citytwin.store.base import (
     from_micros,
     to_micros,
 )
+from citytwin.store.entities import EntityRows
 
 
 class MemoryStore(Store):
@@ -52,8 +53,12 @@ class MemoryStore(Store):
     def from_url(cls, url: str) -> Self:
         return cls()
 
-    def register(self, entities: Sequence[Entity]) -> None:
-        for entity in entities:
+    def register(self, entities: Sequence[Entity | EntityRows]) -> None:
+        models = (
+            e for item in entities
+            for e in (item.entities() if isinstance(item, EntityRows) else [item])
+        )  # fmt: skip
+        for entity in models:
             if entity.id is None:
                 raise ValueError(f"{type(entity).__name__} {entity.key!r} has no id")
             table = self._entities[type(entity)]

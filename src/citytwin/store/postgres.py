@@ -51,7 +51,13 @@ from citytwin.store.base import (
     check_group_key,
     check_observation_selection,
 )
-from citytwin.store.entities import ENTITY_TABLES, QUARANTINE_PLACE, EntityTable
+from citytwin.store.entities import (
+    ENTITY_TABLES,
+    QUARANTINE_PLACE,
+    EntityRows,
+    EntityTable,
+    table_rows,
+)
 from citytwin.store.postgres_features import layer_sizes, read_features, write_features
 from citytwin.store.postgres_observations import ObservationTable
 from citytwin.store.postgres_sql import (
@@ -190,15 +196,11 @@ class PostgresStore(Store):
 
     # -- entities -------------------------------------------------------------------------
     @_guarded
-    def register(self, entities: Sequence[Entity]) -> None:
-        by_kind: dict[type[Entity], list[Entity]] = {}
-        for entity in entities:
-            by_kind.setdefault(type(entity), []).append(entity)
-        for kind, items in by_kind.items():
-            self._upsert(ENTITY_TABLES[kind], items)
+    def register(self, entities: Sequence[Entity | EntityRows]) -> None:
+        for table, data in table_rows(entities):
+            self._upsert(table, data)
 
-    def _upsert(self, table: EntityTable, items: list[Entity]) -> None:
-        data = table.rows(items)
+    def _upsert(self, table: EntityTable, data: dict[str, Sequence[Any]]) -> None:
         columns = list(data)
         name = sql.Identifier(table.name)
         names = sql.SQL(", ").join(map(sql.Identifier, columns))
