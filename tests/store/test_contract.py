@@ -93,12 +93,9 @@ def test_entity_rows_register_like_models(store: Store) -> None:
         )
         for i, t in enumerate(things)
     ]
+    fields = ("id", "key", "name", "thing_id")
     rows = EntityRows.from_template(
-        models[0],
-        id=[m.id or 0 for m in models],
-        key=[m.key or "" for m in models],
-        name=[m.name for m in models],
-        thing_id=[m.thing_id for m in models],
+        models[0], **{f: [getattr(m, f) for m in models] for f in fields}
     )
     store.register([sensor, *things, rows])
     store.register([rows])

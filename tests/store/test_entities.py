@@ -32,13 +32,9 @@ def test_rows_from_a_template_are_the_models_rows() -> None:
     """Same documents (byte for byte: pydantic's JSON) and the same columns as
     EntityTable.rows of the models, for names that need JSON escapes and hold '%'."""
     models = _streams()
+    varying = ("id", "key", "name", "description", "thing_id")
     rows = EntityRows.from_template(
-        models[0],
-        id=[m.id or 0 for m in models],
-        key=[m.key or "" for m in models],
-        name=[m.name for m in models],
-        description=[m.description for m in models],
-        thing_id=[m.thing_id for m in models],
+        models[0], **{field: [getattr(m, field) for m in models] for field in varying}
     )
     assert rows.columns == ENTITY_TABLES[Datastream].rows(models)
     assert rows.entities() == models
