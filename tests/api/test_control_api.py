@@ -63,6 +63,15 @@ def setup(tmp_path: Path) -> Iterator[tuple[TestClient, Controller, AuditLog]]:
             yield client, controller, audit
 
 
+def with_control_file(tmp_path: Path) -> Settings:
+    """Settings of a server that builds its controller from a control file (CONTROL) and an
+    audit log in ``tmp_path``, as ``citytwin serve --control`` does: what a restart reads."""
+    control = tmp_path / "control.yaml"
+    control.write_text(yaml.safe_dump(CONTROL), "utf-8")
+    return Settings(store_url="memory://", api_tokens=KEYS, control_file=str(control),
+                    audit_log=str(tmp_path / "audit.jsonl"))  # fmt: skip
+
+
 def waiting_task(controller: Controller) -> str:
     times = pd.date_range("2026-06-01 09:00", periods=2, freq="10min", tz="UTC")
     readings = {"property": "pm25", "sensor": "s1", "dong": DONG, "gu": "11110", "time": times}
@@ -190,12 +199,10 @@ def test_without_a_control_file_the_routes_say_so(tmp_path: Path) -> None:
 def test_rule_changes_survive_a_restart_unless_the_file_changed_since(tmp_path: Path) -> None:
     """PUT /control/rules keeps a rule in the controller and audits it whole; a new app on the
     same audit log re-applies it, unless the control file was edited after it (newer wins)."""
-    control = tmp_path / "control.yaml"
-    control.write_text(yaml.safe_dump(CONTROL), "utf-8")
+    settings = with_control_file(tmp_path)
+    control = Path(str(settings.control_file))
     an_hour_ago = time.time() - 3600
     os.utime(control, (an_hour_ago, an_hour_ago))
-    settings = Settings(store_url="memory://", api_tokens=KEYS, control_file=str(control),
-                        audit_log=str(tmp_path / "audit.jsonl"))  # fmt: skip
 
     def threshold(put: dict[str, Any] | None = None) -> float:
         with open_store("memory://") as store:
@@ -232,3 +239,18 @@ def test_restore_skips_rules_that_no_longer_parse(
     assert "pm2.5" in caplog.text
     assert [r.name for r in controller.config.rules] == ["dong-pm25", "heat"]
     assert len(audit.entries()) == 3  # restoring records nothing
+
+
+def test_the_approval_queue_survives_a_restart(tmp_path: Path) -> None:
+    """Tasks are rebuilt from the audit log when the server starts: the task waiting for a
+    person is still in the queue, with its rule and scope, and can be approved."""
+    settings = with_control_file(tmp_path)
+    with open_store("memory://") as store, TestClient(create_app(settings, store=store)) as client:
+        task_id = waiting_task(client.app.state.control.controller)  # type: ignore[attr-defined]
+    with open_store("memory://") as store, TestClient(create_app(settings, store=store)) as client:
+        queue = client.get("/control/tasks", params={"state": "awaiting_approval"}).json()
+        assert [(t["id"], t["rule"], t["scope"]) for t in queue] == [(task_id, "dong-pm25", DONG)]
+        approved = client.post(f"/control/tasks/{task_id}/approve", headers=auth("operator"),
+                               json={"reason": "dust seen on CCTV"})  # fmt: skip
+        assert approved.status_code == 200
+        assert approved.json()["state"] == "acknowledged"

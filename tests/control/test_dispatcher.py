@@ -234,3 +234,56 @@ def test_a_person_submits_a_task_and_a_failed_answer_raises_an_alert(tmp_path: P
     assert [(e.kind, e.actor) for e in audit.entries()][:2] == [
         ("task.awaiting_approval", "system"), ("task.approved", "op-kim")
     ]  # fmt: skip
+
+
+def test_tasks_survive_a_restart_from_the_audit_log(tmp_path: Path) -> None:
+    """A restarted controller rebuilds its tasks from the audit log: the approval queue, a sent
+    task still waiting for its acknowledgement (re-sent on time), and the idempotency keys that
+    keep a decision firing again from becoming a second task."""
+    before, clock, audit = make(tmp_path, ack="never")
+    before.observe(readings({DONG: [90, 95, 99], OTHER: [90, 95, 99]}))
+    waiting, other = sorted(before.tasks(), key=lambda t: t.parameters["dong"] != DONG)
+    clock.now += timedelta(minutes=1)
+    before.approve(other.id, actor="op-kim", reason="CCTV shows dust")
+    assert (waiting.state, other.state, other.attempts) == (TaskState.AWAITING_APPROVAL,
+                                                            TaskState.SENT, 1)  # fmt: skip
+
+    after = Controller(before.config, audit=audit, clock=clock, sinks=())
+    restored = after.restore_tasks(audit.entries())
+    assert [t.id for t in restored] == [waiting.id, other.id]
+    fields = ("id", "idempotency_key", "actuator_id", "command", "parameters", "created_at",
+              "requires_approval", "ack_timeout", "max_attempts", "expires_at", "state",
+              "attempts", "last_sent_at", "history")  # fmt: skip
+    for old, new in zip((waiting, other), restored, strict=True):
+        assert {f: getattr(new, f) for f in fields} == {f: getattr(old, f) for f in fields}
+        assert after.origins[new.id] == before.origins[old.id]
+    assert after.origins[other.id].rule == "dong-pm25"
+
+    clock.now += timedelta(seconds=31)  # other's acknowledgement is overdue: sent again
+    after.pump()
+    assert after.book.get(other.id).attempts == 2
+    assert [p["task_id"] for p in sent(after, OTHER)] == [other.id]
+    after.approve(waiting.id, actor="op-lee", reason="confirmed by phone")
+    assert after.book.get(waiting.id).state is TaskState.SENT
+    after.observe(readings({DONG: [90, 95, 99], OTHER: [90, 95, 99]}))  # the same decisions
+    assert len(after.tasks()) == 2
+    assert audit.verify().ok
+
+
+def test_a_task_whose_history_does_not_replay_is_skipped_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before, _, audit = make(tmp_path, ack="never")
+    before.observe(readings({DONG: [90, 95, 99]}))
+    (task,) = before.tasks()
+    before.approve(task.id, actor="op-kim", reason="CCTV shows dust")
+    approved = next(e for e in audit.entries() if e.kind == "task.approved")
+    gap = [e for e in audit.entries() if e.seq != approved.seq]
+    after = Controller(before.config, audit=audit, sinks=())
+    assert after.restore_tasks(gap) == []
+    with pytest.raises(ValidationError, match="no task has this id"):
+        after.book.get(task.id)
+    sent_seq = next(e.seq for e in gap if e.kind == "task.sent")
+    assert f"audit entry {sent_seq}: task {task.id} not restored: it moves from approved" in (
+        caplog.text
+    )

@@ -167,6 +167,7 @@ class Controller:
         self._waiting: dict[str, Task] = {}  # rate-limited, in arrival order
         self._webhooks: dict[str, WebhookSink] = {}
         self._new: list[Alert] = []
+        self._creating: Origin | None = None
 
     # -- readings → decisions -------------------------------------------------------------------
     def observe(self, readings: pd.DataFrame) -> list[Alert]:
@@ -274,13 +275,17 @@ class Controller:
         )
         overridden = self.overridden(actuator_id)
         needs_person = spec_task.approval == "required" or overridden is not None
-        task = self.book.create(
-            key, actuator_id=actuator_id, command=spec_task.command, parameters=parameters, now=now,
-            requires_approval=needs_person or spec_task.check is not None,
-            ack_timeout=(spec_task.ack_timeout or spec.ack_timeout).to_pytimedelta(),
-            max_attempts=spec_task.max_attempts or spec.max_attempts,
-            expires_at=now + (spec_task.expires or spec.expires).to_pytimedelta(),
-        )  # fmt: skip
+        self._creating = origin  # the creation's audit entry names it (the id is not known yet)
+        try:
+            task = self.book.create(
+                key, actuator_id=actuator_id, command=spec_task.command, parameters=parameters,
+                now=now, requires_approval=needs_person or spec_task.check is not None,
+                ack_timeout=(spec_task.ack_timeout or spec.ack_timeout).to_pytimedelta(),
+                max_attempts=spec_task.max_attempts or spec.max_attempts,
+                expires_at=now + (spec_task.expires or spec.expires).to_pytimedelta(),
+            )  # fmt: skip
+        finally:
+            self._creating = None
         if task.id in self.origins:  # the same decision again (idempotency key): nothing new
             return
         self.origins[task.id] = origin
@@ -434,6 +439,80 @@ class Controller:
                         ", ".join(dict.fromkeys(restored)))  # fmt: skip
         return restored
 
+    def restore_tasks(self, entries: Iterable[Entry]) -> list[Task]:
+        """Rebuild the tasks of the audit log (``task.*`` entries), as they were at its end.
+
+        Tasks live in memory; their audit entries hold every transition, and the first one holds
+        how the task is delivered. Replaying them after a restart brings back what waits for a
+        person (the approval queue), what was sent and not yet acknowledged (re-sent after its
+        ``ack_timeout``, at least once as ever), and what was approved but not yet sent (sent by
+        the next :meth:`pump`, rate limits permitting). Finished tasks come back too, so their
+        idempotency keys keep a decision that fires again from becoming a second task. Not
+        audited again. A task whose first entry lacks the delivery facts (written by an older
+        citytwin) takes them from its actuator's entry in the control file; a task whose entries
+        do not replay (no such actuator, a gap in its history) is skipped with a warning naming
+        its audit entry. Returns the tasks restored, in the order they were created.
+        """
+        rebuilt: dict[str, Task] = {}
+        skipped: set[str] = set()
+        for entry in entries:
+            task_id = entry.subject.get("task")
+            if not entry.kind.startswith("task.") or task_id is None or task_id in skipped:
+                continue
+            try:
+                if task_id not in rebuilt:
+                    rebuilt[task_id] = self._rebuilt_task(task_id, entry)
+                _replay(rebuilt[task_id], entry)
+            except (KeyError, TypeError, ValueError, ValidationError) as error:
+                logger.warning("audit entry %d: task %s not restored: %s", entry.seq, task_id,
+                               error)  # fmt: skip
+                rebuilt.pop(task_id, None)
+                skipped.add(task_id)
+        with self._lock:
+            for task in rebuilt.values():
+                self.book.restore(task)
+                if task.state is TaskState.APPROVED:
+                    self._waiting[task.id] = task  # sent by the next pump
+        if rebuilt:
+            waiting = sum(t.state is TaskState.AWAITING_APPROVAL for t in rebuilt.values())
+            logger.info("restored %d task(s) from the audit log, %d awaiting approval",
+                        len(rebuilt), waiting)  # fmt: skip
+        return list(rebuilt.values())
+
+    def _rebuilt_task(self, task_id: str, entry: Entry) -> Task:
+        """The task as created, from its first audit entry (its creation)."""
+        payload = entry.payload
+        if payload.get("from") != TaskState.CREATED.value:
+            raise ValueError(f"its first entry is {entry.kind}, not its creation")
+        actuator_id = entry.subject["actuator"]
+        at = datetime.fromisoformat(str(payload.get("at") or entry.time))
+        delivery = payload.get("delivery")
+        if isinstance(delivery, dict):
+            expires = delivery["expires_at"]
+            requires_approval = bool(delivery["requires_approval"])
+            ack_timeout = timedelta(seconds=float(delivery["ack_timeout_s"]))
+            max_attempts = int(delivery["max_attempts"])
+            expires_at = None if expires is None else datetime.fromisoformat(str(expires))
+        else:  # an older entry: the actuator's delivery settings as configured now
+            spec = self._spec(actuator_id)
+            requires_approval = entry.kind == "task.awaiting_approval"
+            ack_timeout, max_attempts = spec.ack_timeout.to_pytimedelta(), spec.max_attempts
+            expires_at = at + spec.expires.to_pytimedelta()
+        parameters = payload.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            raise TypeError(f"parameters are {type(parameters).__name__}, not an object")
+        decision = payload.get("decision")
+        self.origins[task_id] = Origin(
+            _text(payload.get("rule")), _text(payload.get("scope")),
+            _text(payload.get("window_end")), decision if isinstance(decision, int) else None,
+        )  # fmt: skip
+        return Task(
+            id=task_id, idempotency_key=str(payload["idempotency_key"]), actuator_id=actuator_id,
+            command=str(payload["command"]), parameters=parameters, created_at=at,
+            requires_approval=requires_approval, ack_timeout=ack_timeout,
+            max_attempts=max_attempts, expires_at=expires_at,
+        )  # fmt: skip
+
     def overridden(self, actuator_id: str) -> Override | None:
         """The manual override covering this actuator, if any."""
         return next(
@@ -537,13 +616,24 @@ class Controller:
     # -- records ----------------------------------------------------------------------------------
     def _record_transition(self, task: Task, step: Transition) -> None:
         origin = self.origins.get(task.id)
+        if origin is None and step.source is TaskState.CREATED:
+            origin = self._creating
         payload: dict[str, object] = {
-            "from": step.source.value, "reason": step.reason, "attempt": task.attempts,
-            "command": task.command, "parameters": task.parameters,
+            "from": step.source.value, "at": step.at.isoformat(), "reason": step.reason,
+            "attempt": task.attempts, "command": task.command, "parameters": task.parameters,
             "idempotency_key": task.idempotency_key,
             "rule": origin.rule if origin else None,
             "decision": origin.decision if origin else None,
         }  # fmt: skip
+        if step.source is TaskState.CREATED:  # all restore_tasks needs to rebuild the task
+            payload["scope"] = origin.scope if origin else None
+            payload["window_end"] = origin.window_end if origin else None
+            payload["delivery"] = {
+                "requires_approval": task.requires_approval,
+                "ack_timeout_s": task.ack_timeout.total_seconds(),
+                "max_attempts": task.max_attempts,
+                "expires_at": task.expires_at.isoformat() if task.expires_at else None,
+            }
         if step.target is TaskState.SENT:
             payload["message"] = task.payload()
         self._audit(
@@ -611,6 +701,27 @@ class Controller:
             actuator.close()
         for webhook in webhooks.values():
             webhook.close()
+
+
+def _replay(task: Task, entry: Entry) -> None:
+    """Apply one ``task.<state>`` audit entry to a task being rebuilt (as it happened: the
+    entries are the record of moves that were checked when they were made)."""
+    payload = entry.payload
+    source, target = TaskState(str(payload["from"])), TaskState(entry.kind.removeprefix("task."))
+    if source is not task.state:
+        raise ValueError(f"it moves from {source.value} but the task is {task.state.value}")
+    at = datetime.fromisoformat(str(payload.get("at") or entry.time))
+    reason = str(payload.get("reason") or "")
+    if target is TaskState.SENT:
+        task.attempts, task.last_sent_at = int(str(payload["attempt"])), at
+    if entry.actor == task.actuator_id:  # the actuator's answer: acknowledged, done or failed
+        task.detail = reason
+    task.state = target
+    task.history.append(Transition(at, source, target, entry.actor, reason))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _state(task: Task) -> TaskState:

@@ -243,6 +243,14 @@ class TaskBook:
             self._move(task, TaskState.APPROVED, now, SYSTEM, "approved automatically")
         return task
 
+    def restore(self, task: Task) -> None:
+        """Put back a task rebuilt from its audit entries (after a restart), as it was: no
+        transition is made or reported. Its idempotency key then stops the same decision from
+        becoming a second task."""
+        if task.idempotency_key in self._by_key:
+            raise ValidationError(f"task {task.id}: its idempotency key is already in the book")
+        self._by_key[task.idempotency_key], self._by_id[task.id] = task, task
+
     def get(self, ref: str) -> Task:
         """The task with this id or idempotency key."""
         task = self._by_id.get(ref) or self._by_key.get(ref)

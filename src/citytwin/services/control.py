@@ -244,9 +244,10 @@ def build_controller(
         try:
             entries = audit.entries()
         except StoreError as error:  # start anyway: `citytwin audit verify` tells the rest
-            logger.warning("rule changes not restored: %s", error)
+            logger.warning("rule changes and tasks not restored: %s", error)
         else:
             controller.restore_rules(entries, newer_than=configured_at(control_file))
+            controller.restore_tasks(entries)
     return controller
 
 
