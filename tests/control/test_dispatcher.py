@@ -267,6 +267,7 @@ def test_tasks_survive_a_restart_from_the_audit_log(tmp_path: Path) -> None:
     assert after.book.get(waiting.id).state is TaskState.SENT
     after.observe(readings({DONG: [90, 95, 99], OTHER: [90, 95, 99]}))  # the same decisions
     assert len(after.tasks()) == 2
+    assert after.restore_tasks(audit.entries()) == []  # twice: the book keeps its own
     assert audit.verify().ok
 
 

@@ -467,10 +467,16 @@ class Controller:
                 logger.warning("audit entry %d: task %s not restored: %s", entry.seq, task_id,
                                error)  # fmt: skip
                 rebuilt.pop(task_id, None)
+                self.origins.pop(task_id, None)
                 skipped.add(task_id)
         with self._lock:
-            for task in rebuilt.values():
-                self.book.restore(task)
+            for task in list(rebuilt.values()):
+                try:
+                    self.book.restore(task)
+                except ValidationError as error:  # restored already, or made since start-up
+                    logger.warning("task %s not restored: %s", task.id, error)
+                    del rebuilt[task.id]
+                    continue
                 if task.state is TaskState.APPROVED:
                     self._waiting[task.id] = task  # sent by the next pump
         if rebuilt:
