@@ -47,8 +47,9 @@ def test_table_rows_merge_models_and_rows_last_wins() -> None:
         models[0], id=[m.id or 0 for m in models[:2]], key=[m.key or "" for m in models[:2]]
     )
     renamed = models[1].model_copy(update={"name": "renamed"})
-    [(table, columns)] = table_rows([rows, renamed])
-    assert table is ENTITY_TABLES[Datastream]
+    thing = Thing(key="sdot:0", name="plain")
+    [(first, _), (table, columns)] = table_rows([thing, rows, renamed])
+    assert (first, table) == (ENTITY_TABLES[Thing], ENTITY_TABLES[Datastream])  # as they came
     assert list(columns["id"]) == [models[0].id, models[1].id]
     assert '"name":"renamed"' in columns["doc"][1]
 

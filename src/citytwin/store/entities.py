@@ -140,18 +140,22 @@ def _rendered(values: Sequence[int | str]) -> list[str]:
 def table_rows(
     entities: Iterable[Entity | EntityRows],
 ) -> list[tuple[EntityTable, dict[str, Sequence[Any]]]]:
-    """The columns to write per table: the models and :class:`EntityRows` of each kind
-    together, the last entity of each id winning (what a store's ``register`` writes)."""
-    parts: dict[type[Entity], list[dict[str, Sequence[Any]]]] = {}
+    """The columns to write per table, kinds in the order they first appear (a store without
+    one transaction for all writes them so: things before the datastreams that name them): the
+    models and :class:`EntityRows` of each kind together, the last entity of each id winning."""
     models: dict[type[Entity], list[Entity]] = {}
+    bulk: dict[type[Entity], list[dict[str, Sequence[Any]]]] = {}
     for item in entities:
         if isinstance(item, EntityRows):
-            parts.setdefault(item.kind, []).append(item.columns)
+            models.setdefault(item.kind, [])
+            bulk.setdefault(item.kind, []).append(item.columns)
         else:
             models.setdefault(type(item), []).append(item)
+    out = []
     for kind, items in models.items():
-        parts.setdefault(kind, []).append(ENTITY_TABLES[kind].rows(items))
-    return [(ENTITY_TABLES[kind], _last_of_each_id(columns)) for kind, columns in parts.items()]
+        parts = [*bulk.get(kind, []), *([ENTITY_TABLES[kind].rows(items)] if items else [])]
+        out.append((ENTITY_TABLES[kind], _last_of_each_id(parts)))
+    return out
 
 
 def _last_of_each_id(parts: list[dict[str, Sequence[Any]]]) -> dict[str, Sequence[Any]]:
