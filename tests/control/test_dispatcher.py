@@ -288,3 +288,24 @@ def test_a_task_whose_history_does_not_replay_is_skipped_with_a_warning(
     assert f"audit entry {sent_seq}: task {task.id} not restored: it moves from approved" in (
         caplog.text
     )
+
+
+def test_a_task_audited_before_delivery_was_recorded_takes_its_actuator_settings(
+    tmp_path: Path,
+) -> None:
+    """Creation entries written by an older citytwin lack the delivery facts: the actuator's
+    entry in the control file gives them, and the entry's time stands for the transition's."""
+    controller, _, audit = make(tmp_path)
+    old = {"from": "created", "reason": "approval required", "attempt": 0, "command": "spray",
+           "parameters": {"minutes": 30}, "idempotency_key": "k-old", "rule": None,
+           "decision": None}  # fmt: skip
+    subject = {"task": "t-old", "actuator": f"truck:{DONG}"}
+    entry = audit.append("task.awaiting_approval", actor="system", subject=subject, payload=old)
+    (task,) = controller.restore_tasks(audit.entries())
+    created = datetime.fromisoformat(entry.time)
+    assert (task.id, task.state, task.requires_approval) == ("t-old", TaskState.AWAITING_APPROVAL,
+                                                             True)  # fmt: skip
+    assert (task.ack_timeout, task.max_attempts) == (timedelta(seconds=30), 3)
+    assert (task.created_at, task.expires_at) == (created, created + timedelta(minutes=10))
+    controller.approve("t-old", actor="op-kim", reason="checked")
+    assert [p["task_id"] for p in sent(controller)] == ["t-old"]
