@@ -491,7 +491,7 @@ class Controller:
         if payload.get("from") != TaskState.CREATED.value:
             raise ValueError(f"its first entry is {entry.kind}, not its creation")
         actuator_id = entry.subject["actuator"]
-        at = datetime.fromisoformat(str(payload.get("at") or entry.time))
+        at = _moment(entry)
         delivery = payload.get("delivery")
         if isinstance(delivery, dict):
             expires = delivery["expires_at"]
@@ -716,7 +716,7 @@ def _replay(task: Task, entry: Entry) -> None:
     source, target = TaskState(str(payload["from"])), TaskState(entry.kind.removeprefix("task."))
     if source is not task.state:
         raise ValueError(f"it moves from {source.value} but the task is {task.state.value}")
-    at = datetime.fromisoformat(str(payload.get("at") or entry.time))
+    at = _moment(entry)
     reason = str(payload.get("reason") or "")
     if target is TaskState.SENT:
         task.attempts, task.last_sent_at = int(str(payload["attempt"])), at
@@ -724,6 +724,12 @@ def _replay(task: Task, entry: Entry) -> None:
         task.detail = reason
     task.state = target
     task.history.append(Transition(at, source, target, entry.actor, reason))
+
+
+def _moment(entry: Entry) -> datetime:
+    """When a task's audited transition was made: its own time, or (entries written before
+    transitions recorded it) when it was audited."""
+    return datetime.fromisoformat(str(entry.payload.get("at") or entry.time))
 
 
 def _text(value: object) -> str | None:

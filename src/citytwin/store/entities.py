@@ -101,17 +101,15 @@ class EntityRows:
         kind, table = type(template), ENTITY_TABLES[type(template)]
         marks = {name: f"\x00{name}\x00" for name in varying}
         marked = template.model_copy(update=marks)  # no validation: marks stand in any field
-        parts = [marked.model_dump_json(warnings=False)]
-        fields: list[str] = []
+        parts = [marked.model_dump_json(warnings=False)]  # split at each mark, in order
         for name, mark in marks.items():
             head, found, tail = parts[-1].partition(json.dumps(mark))
             if not found or json.dumps(mark) in tail:
                 raise ValueError(f"{kind.__name__}.{name} is not one plain field of the document")
             parts[-1:] = [head, tail]
-            fields.append(name)
         columns: dict[str, Sequence[Any]] = {"id": varying["id"], "key": varying["key"]}
         layout = "%s".join(part.replace("%", "%%") for part in parts)
-        rendered = [_rendered(varying[name]) for name in fields]
+        rendered = [_rendered(values) for values in varying.values()]
         columns["doc"] = [layout % values for values in zip(*rendered, strict=True)]
         count = len(columns["doc"])
         for column, (_, getter) in table.columns.items():
